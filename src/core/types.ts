@@ -1,0 +1,34 @@
+/**
+ * Plain data that phases hand each other. Phases never import each other; they exchange these.
+ */
+
+/** A verified base image in the content-addressed cache. */
+export interface BaseImage {
+  /** Absolute path of the cached file (read-only; never modified in place). */
+  path: string;
+  sha256: string;
+  /** Where it came from: an http(s) URL, or a file URL for a local base. */
+  url: string;
+  sizeBytes: number;
+  /** `qcow2` or `raw`, from `qemu-img info`. */
+  format: 'qcow2' | 'raw';
+}
+
+export interface DiskImage {
+  path: string;
+  format: 'qcow2' | 'raw';
+  virtualSizeBytes: number;
+}
+
+export type ArtifactKind = 'qcow2' | 'raw' | 'containerdisk' | 'sha256sums' | 'manifest' | 'sbom' | 'log';
+
+export interface Artifact {
+  /** Absolute path in the output directory (after finalize) or in staging (before). */
+  path: string;
+  kind: ArtifactKind;
+  sha256: string;
+  sizeBytes: number;
+}
+
+/** Guest OS family; package names and repositories differ per family in the playbook. */
+export type OsFamily = 'redhat' | 'debian';
