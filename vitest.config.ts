@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Three tiers (see docs/testing.md): unit (seconds), vm (offline QEMU, minutes), e2e (opt-in, network).
 export default defineConfig({
   test: {
+    reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       {
         test: {
