@@ -1,0 +1,156 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { arch } from 'node:os';
+import { join } from 'node:path';
+import { fetchBaseImage } from '../base-image/index.js';
+import type { BuildSpec } from '../config/index.js';
+import { CleanupStack, } from '../core/cleanup.js';
+import type { Artifact, BaseImage } from '../core/types.js';
+import { artifactStem, createStaging, discardStaging, exportArtifacts, finalizeOutput, hashTree } from '../export/index.js';
+import { provisionImage, type ProvisionResult } from '../provision/provision.js';
+import type { Reporter } from '../report/events.js';
+import { timePhase } from '../report/renderers.js';
+import { detectAccelerator, reapOrphans } from '../vm/index.js';
+import { buildToolNeeds, checkHostTools } from './preflight.js';
+import { describeGitVersion, type GitVersion } from './git-version.js';
+import { newBuildId } from './dirs.js';
+
+export interface BuildOptions {
+  cacheDir: string;
+  stateDir: string;
+  /** Directory whose Git tags version the image (the build definition's repository). */
+  repoDir: string;
+  toolVersion: string;
+  signal: AbortSignal;
+  reporter: Reporter;
+  /** Reporter for the build's own log file, created by the caller once the build id is known. */
+  onBuildId?: (buildId: string, logDir: string) => void;
+}
+
+export interface BuildResult {
+  buildId: string;
+  logDir: string;
+  outputDir: string;
+  artifacts: Artifact[];
+  base: BaseImage;
+  version: GitVersion;
+  accelerator: { accelerator: 'kvm' | 'tcg'; reason: string };
+  phasesMs: { preflight: number; base: number; provision: number; export: number };
+  provision: ProvisionResult['stepsMs'];
+}
+
+/**
+ * `kib build`, as a recipe: preflight → base → provision → export → finalize.
+ * Every temporary thing is registered on a cleanup stack, so a failure or Ctrl-C at any point
+ * leaves the cache and the output directory as they were and no QEMU behind.
+ */
+export async function buildImage(spec: BuildSpec, options: BuildOptions): Promise<BuildResult> {
+  const { reporter, signal } = options;
+  const buildId = newBuildId(spec.name);
+  const logDir = join(options.stateDir, 'builds', buildId);
+  await mkdir(logDir, { recursive: true });
+  options.onBuildId?.(buildId, logDir);
+  const startedAt = new Date();
+
+  await using cleanup = new CleanupStack((label, error) =>
+    reporter.emit({ type: 'warning', message: `cleanup '${label}' failed: ${error instanceof Error ? error.message : String(error)}` }),
+  );
+
+  const preflight = await timePhase(reporter, 'preflight', 'checking host tools and the accelerator', async () => {
+    await checkHostTools(buildToolNeeds(spec));
+    const reaped = await reapOrphans(options.stateDir);
+    if (reaped > 0) reporter.emit({ type: 'warning', message: `stopped ${reaped} QEMU process(es) left behind by an earlier kib that was killed` });
+    const accelerator = await detectAccelerator(spec.vm.accelerator);
+    reporter.emit({ type: 'step', phase: 'preflight', message: `accelerator: ${accelerator.accelerator} (${accelerator.reason})` });
+    const version = await describeGitVersion(options.repoDir);
+    reporter.emit({ type: 'step', phase: 'preflight', message: `image version ${version.version}` });
+    return { accelerator, version };
+  });
+  const { accelerator, version } = preflight.value;
+
+  const base = await timePhase(reporter, 'base', `fetching and verifying ${spec.base.url}`, () =>
+    fetchBaseImage(
+      { url: spec.base.url, ...(spec.base.checksumUrl === undefined ? {} : { checksumUrl: spec.base.checksumUrl }), ...(spec.base.sha256 === undefined ? {} : { sha256: spec.base.sha256 }) },
+      { cacheDir: options.cacheDir, signal, reporter },
+    ),
+  );
+
+  const workDir = join(logDir, 'work');
+  cleanup.defer('remove the work directory', () => rm(workDir, { recursive: true, force: true }));
+  const provision = await timePhase(reporter, 'provision', `provisioning with ${spec.provision.playbookPath}`, () =>
+    provisionImage(
+      {
+        base: base.value,
+        name: spec.name,
+        diskSizeBytes: spec.disk.sizeBytes,
+        vm: { cpus: spec.vm.cpus, memoryMiB: spec.vm.memoryMiB, accelerator: accelerator.accelerator, firmware: spec.vm.firmware, bootTimeoutMs: spec.vm.bootTimeoutMs },
+        playbookPath: spec.provision.playbookPath,
+        vars: {
+          ...spec.provision.vars,
+          kib_kubernetes_version: spec.kubernetes.version,
+          kib_kubernetes_packages: spec.kubernetes.packages,
+          kib_selinux: spec.node.selinux,
+          kib_firewall: spec.node.firewall,
+          kib_os_family: spec.base.osFamily,
+          kib_image_name: spec.name,
+          kib_image_version: version.version,
+          kib_git_commit: version.commit ?? 'unknown',
+          kib_base_sha256: base.value.sha256,
+          kib_base_url: base.value.url,
+          kib_build_date: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
+        },
+      },
+      { workDir, logDir, stateDir: options.stateDir, signal, reporter },
+    ),
+  );
+
+  const stem = artifactStem({ name: spec.name, kubernetesVersion: spec.kubernetes.version, imageVersion: version.version });
+  const staging = await createStaging(spec.outputs.dir, buildId);
+  cleanup.defer('discard the staging directory', () => discardStaging(staging));
+  const playbookSha256 = await hashTree(join(spec.provision.playbookPath, '..'));
+
+  const exported = await timePhase(reporter, 'export', `writing ${spec.outputs.formats.join(', ')} to ${spec.outputs.dir}`, async () => {
+    const phasesSoFar = { preflight: preflight.durationMs, base: base.durationMs, provision: provision.durationMs };
+    return exportArtifacts({
+      disk: provision.value.disk,
+      stagingDir: staging,
+      stem,
+      formats: spec.outputs.formats,
+      compress: spec.outputs.compress,
+      inventory: provision.value.inventory,
+      meta: {
+        toolName: 'kube-image-builder',
+        toolVersion: options.toolVersion,
+        imageName: spec.name,
+        imageVersion: version.version,
+        commit: version.commit,
+        kubernetesVersion: spec.kubernetes.version,
+        base: { url: base.value.url, sha256: base.value.sha256 },
+        config: { path: spec.configPath, sha256: spec.configSha256 },
+        playbookSha256,
+        startedAt: startedAt.toISOString(),
+        phasesMs: phasesSoFar,
+        provisionStepsMs: provision.value.stepsMs,
+        accelerator: accelerator.accelerator,
+        hostArch: arch(),
+      },
+      signal,
+      reporter,
+    });
+  });
+
+  const outputDir = await finalizeOutput(staging, spec.outputs.dir, stem);
+  const artifacts = exported.value.map((a) => ({ ...a, path: join(outputDir, a.path.slice(staging.length + 1)) }));
+  for (const artifact of artifacts) reporter.emit({ type: 'artifact', path: artifact.path, kind: artifact.kind, sha256: artifact.sha256, sizeBytes: artifact.sizeBytes });
+
+  return {
+    buildId,
+    logDir,
+    outputDir,
+    artifacts,
+    base: base.value,
+    version,
+    accelerator,
+    phasesMs: { preflight: preflight.durationMs, base: base.durationMs, provision: provision.durationMs, export: exported.durationMs },
+    provision: provision.value.stepsMs,
+  };
+}

@@ -1,0 +1,183 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CancelledError, ProvisionError, throwIfAborted } from '../core/errors.js';
+import type { BaseImage, DiskImage } from '../core/types.js';
+import type { Reporter } from '../report/events.js';
+import { run } from '../process/index.js';
+import { generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
+import { createNoCloudSeed, createOverlay, startVm } from '../vm/index.js';
+import {
+  AnsibleOutputTracker,
+  ansibleEnv,
+  ansiblePlaybookArgs,
+  countListedTasks,
+  renderAnsibleConfig,
+  renderInventory,
+  type KibPlaybookVars,
+} from './ansible.js';
+import { renderBuildMetaData, renderBuildUserData, renderFinalSealScript } from './cloud-config.js';
+import { parseGuestInventory, type GuestInventory } from './inventory.js';
+
+export const BUILD_USER = 'kib';
+
+export interface ProvisionSpec {
+  base: BaseImage;
+  name: string;
+  diskSizeBytes: number;
+  vm: { cpus: number; memoryMiB: number; accelerator: 'kvm' | 'tcg'; firmware: 'bios' | 'uefi'; bootTimeoutMs: number };
+  playbookPath: string;
+  /** kib_* variables (without kib_build_user and kib_inventory_dest, which are set here) plus provision.vars. */
+  vars: Omit<KibPlaybookVars, 'kib_build_user' | 'kib_inventory_dest'> & Record<string, unknown>;
+}
+
+export interface ProvisionResult {
+  disk: DiskImage;
+  inventory: GuestInventory;
+  ansibleLogPath: string;
+  consoleLogPath: string;
+  /** Wall time of the steps inside the phase, for the manifest and the benchmark. */
+  stepsMs: { boot: number; cloudInit: number; playbook: number; seal: number };
+}
+
+/**
+ * The provision phase: a qcow2 overlay on the cached base, booted under QEMU with a NoCloud seed
+ * that carries an ephemeral key; the playbook runs over SSH; then the build user is removed, free
+ * space trimmed and the VM powered off. The overlay is the sealed disk the export phase reads.
+ *
+ * Stage boundaries: the playbook's plays are tagged by stage (os, runtime, kubernetes, images,
+ * finalize). Today they run in one VM session; each could become a cached qcow2 layer keyed by
+ * the chain of (previous key, stage, playbook tree hash, variables) — see src/pipeline/plan.ts.
+ */
+export async function provisionImage(
+  spec: ProvisionSpec,
+  options: { workDir: string; logDir: string; stateDir: string; signal: AbortSignal; reporter: Reporter },
+): Promise<ProvisionResult> {
+  const { workDir, logDir, signal, reporter } = options;
+  const step = (message: string): void => reporter.emit({ type: 'step', phase: 'provision', message });
+  await mkdir(workDir, { recursive: true });
+
+  step(`creating a ${formatGiB(spec.diskSizeBytes)} overlay on the base image`);
+  const overlayPath = join(workDir, 'disk.qcow2');
+  const disk = await createOverlay({ basePath: spec.base.path, baseFormat: spec.base.format, overlayPath, sizeBytes: spec.diskSizeBytes });
+
+  const keys = await generateKeyPair(join(workDir, 'ssh'));
+  const seedPath = await createNoCloudSeed({
+    dir: join(workDir, 'seed'),
+    userData: renderBuildUserData({ user: BUILD_USER, publicKey: keys.publicKey }),
+    metaData: renderBuildMetaData({ instanceId: `kib-build-${Date.now().toString(36)}`, hostname: 'kib-build' }),
+  });
+  throwIfAborted(signal, 'The build');
+
+  step(`booting the build VM (${spec.vm.accelerator}, ${spec.vm.cpus} vCPU, ${spec.vm.memoryMiB} MiB, ${spec.vm.firmware})`);
+  const bootStarted = performance.now();
+  await using vm = await startVm(
+    {
+      name: 'kib-build',
+      diskPath: overlayPath,
+      diskFormat: 'qcow2',
+      seedPath,
+      cpus: spec.vm.cpus,
+      memoryMiB: spec.vm.memoryMiB,
+      accelerator: spec.vm.accelerator,
+      firmware: spec.vm.firmware,
+      network: 'full',
+      stateDir: options.stateDir,
+      consoleLogPath: join(logDir, 'console.log'),
+    },
+    { signal, reporter },
+  );
+  const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: BUILD_USER, privateKeyPath: keys.privateKeyPath };
+  step(`waiting for SSH on 127.0.0.1:${vm.sshPort} (console: ${vm.consoleLogPath})`);
+  await waitForSsh(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal });
+  const bootMs = performance.now() - bootStarted;
+
+  step('waiting for cloud-init to finish');
+  const cloudInitStarted = performance.now();
+  await waitForCloudInit(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal });
+  const cloudInitMs = performance.now() - cloudInitStarted;
+
+  const playbookStarted = performance.now();
+  const ansibleLogPath = join(logDir, 'ansible.log');
+  const inventoryDest = join(workDir, 'inventory.json');
+  await runPlaybook({
+    target,
+    playbookPath: spec.playbookPath,
+    vars: { ...spec.vars, kib_build_user: BUILD_USER, kib_inventory_dest: inventoryDest },
+    workDir,
+    ansibleLogPath,
+    signal,
+    reporter,
+  });
+  const playbookMs = performance.now() - playbookStarted;
+  const inventory = parseGuestInventory(await readFile(inventoryDest, 'utf8').catch(() => {
+    throw new ProvisionError('The playbook did not deliver the guest inventory (/var/lib/kib/inventory.json)', undefined, ansibleLogPath);
+  }));
+
+  step('removing the build user, trimming free space and powering off');
+  const sealStarted = performance.now();
+  await sshExec(target, 'sudo /bin/sh -s', { input: renderFinalSealScript(BUILD_USER), timeoutMs: 300_000, signal, allowFailure: true });
+  await vm.waitForExit({ timeoutMs: 180_000, signal });
+  const sealMs = performance.now() - sealStarted;
+  throwIfAborted(signal, 'The build');
+
+  return {
+    disk: { ...disk, path: overlayPath },
+    inventory,
+    ansibleLogPath,
+    consoleLogPath: vm.consoleLogPath,
+    stepsMs: { boot: bootMs, cloudInit: cloudInitMs, playbook: playbookMs, seal: sealMs },
+  };
+}
+
+/** Runs ansible-playbook against the build VM, streaming task names as progress. */
+export async function runPlaybook(options: {
+  target: SshTarget;
+  playbookPath: string;
+  vars: Record<string, unknown>;
+  workDir: string;
+  ansibleLogPath: string;
+  signal: AbortSignal;
+  reporter: Reporter;
+}): Promise<void> {
+  const { workDir, reporter, signal } = options;
+  const ansibleDir = join(workDir, 'ansible');
+  await mkdir(join(ansibleDir, 'cp'), { recursive: true });
+  const inventoryPath = join(ansibleDir, 'inventory.ini');
+  const varsFilePath = join(ansibleDir, 'vars.json');
+  const configPath = join(ansibleDir, 'ansible.cfg');
+  await writeFile(inventoryPath, renderInventory(options.target));
+  await writeFile(varsFilePath, `${JSON.stringify(options.vars, null, 2)}\n`);
+  await writeFile(configPath, renderAnsibleConfig({ logPath: options.ansibleLogPath, controlPathDir: join(ansibleDir, 'cp') }));
+  const env = ansibleEnv(configPath);
+
+  const listing = await run('ansible-playbook', ansiblePlaybookArgs({ inventoryPath, playbookPath: options.playbookPath, varsFilePath, listTasks: true }), {
+    env,
+    signal,
+    timeoutMs: 120_000,
+  });
+  const total = countListedTasks(listing.stdout);
+
+  const tracker = new AnsibleOutputTracker();
+  reporter.emit({ type: 'step', phase: 'provision', message: `running ${options.playbookPath} (${total} tasks; log: ${options.ansibleLogPath})` });
+  const result = await run('ansible-playbook', ansiblePlaybookArgs({ inventoryPath, playbookPath: options.playbookPath, varsFilePath }), {
+    env,
+    signal,
+    allowFailure: true,
+    onLine: (_stream, line) => {
+      const task = tracker.feed(line);
+      reporter.emit({ type: 'log', source: 'ansible', line });
+      if (task !== undefined) {
+        reporter.emit({ type: 'progress', phase: 'provision', label: 'playbook', done: Math.min(tracker.tasksStarted, total), total: total > 0 ? total : undefined, unit: 'tasks' });
+      }
+    },
+  });
+  if (signal.aborted) throw new CancelledError('The build');
+  if (result.exitCode !== 0) {
+    const details = tracker.failureLines.slice(0, 20).join('\n');
+    throw new ProvisionError(`ansible-playbook exited with code ${result.exitCode}${details === '' ? '' : `:\n${details}`}`, tracker.failedTask, options.ansibleLogPath);
+  }
+}
+
+function formatGiB(bytes: number): string {
+  return `${(bytes / 1024 ** 3).toFixed(bytes % 1024 ** 3 === 0 ? 0 : 1)} GiB`;
+}
