@@ -1,0 +1,16 @@
+export { writeContainerDisk, renderCanonical, QEMU_GID, QEMU_UID, OCI_CONFIG_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_LAYER_GZIP_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from './container-disk.js';
+export type { ContainerDiskResult, ContainerDiskSpec } from './container-disk.js';
+export { containerDiskLabels, exportArtifacts } from './export-artifacts.js';
+export type { ExportRequest, OutputFormat } from './export-artifacts.js';
+export { createDeterministicGzip, GZIP_HEADER } from './gzip.js';
+export { compareBytes, hashTree, renderSha256Sums, sha256File, sha256Text, SHA256SUMS_FILE, writeSha256Sums } from './hash.js';
+export { buildManifest, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, renderJson } from './manifest.js';
+export type { BuildManifest, BuildManifestInput, ManifestArtifact } from './manifest.js';
+export { artifactStem, containerDiskTag, createStaging, discardStaging, finalizeOutput } from './output.js';
+export { convertDisk, inspectDisk, parseQemuImgInfo, parseQemuImgProgress, qemuImgConvertArgs, qemuImgInfoArgs } from './qemu-img.js';
+export type { ConvertDiskOptions, DiskFormat, QemuImgConvertSpec, QemuImgInfo } from './qemu-img.js';
+export { buildSbom, ociPurl, packagePurl, parseImageRef, SBOM_FILE, uuidV5 } from './sbom.js';
+export type { CdxComponent, CycloneDxBom, ImageRef, SbomMeta } from './sbom.js';
+export { paxRecord, renderTarHeader, TAR_BLOCK_BYTES, TAR_END, tarPadding } from './tar.js';
+export type { TarEntry } from './tar.js';
+export type { ExportMeta, GuestInventory } from './types.js';
