@@ -1,0 +1,158 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { findTool, run } from '../../../src/process/index.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const playbookDir = join(repoRoot, 'playbook');
+const sitePath = join(playbookDir, 'site.yml');
+
+const ansiblePlaybook = findTool('ansible-playbook');
+const ansibleLint = findTool('ansible-lint');
+const python3 = findTool('python3');
+const dpkgQuery = findTool('dpkg-query');
+
+/** The stages the engine caches as qcow2 layers, in build order (docs/playbook.md). */
+const STAGES = ['os', 'runtime', 'kubernetes', 'images', 'finalize'] as const;
+const GATED_ROLES = ['containerd', 'kubernetes', 'images'];
+
+interface RoleEntry {
+  role: string;
+  tags: string[];
+  when?: string;
+}
+
+async function siteRoles(): Promise<RoleEntry[]> {
+  const plays = parse(await readFile(sitePath, 'utf8')) as { roles: RoleEntry[] }[];
+  expect(plays).toHaveLength(1);
+  return plays[0]?.roles ?? [];
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+describe('playbook/site.yml', () => {
+  it.skipIf(ansiblePlaybook === undefined)(
+    'passes ansible-playbook --syntax-check (skipped when ansible-core is not installed)',
+    async () => {
+      const result = await run(ansiblePlaybook ?? 'ansible-playbook', ['--syntax-check', '-i', 'localhost,', sitePath], {
+        cwd: repoRoot,
+        allowFailure: true,
+        timeoutMs: 60_000,
+      });
+      expect(result.stderr).not.toMatch(/ERROR/);
+      expect(result.exitCode).toBe(0);
+    },
+    90_000,
+  );
+
+  it.skipIf(ansibleLint === undefined)(
+    'passes ansible-lint with the production profile, offline (skipped when the ansible-lint package is not installed)',
+    async () => {
+      const result = await run(ansibleLint ?? 'ansible-lint', ['--offline', '--nocolor', '-p', '--profile', 'production', sitePath], {
+        cwd: repoRoot,
+        allowFailure: true,
+        timeoutMs: 180_000,
+      });
+      expect(result.stdout + result.stderr).toMatch(/Passed with production profile/);
+      expect(result.exitCode).toBe(0);
+    },
+    200_000,
+  );
+
+  it.skipIf(ansiblePlaybook === undefined)(
+    'offers exactly the stage tags the engine caches, plus seal (skipped when ansible-core is not installed)',
+    async () => {
+      const result = await run(ansiblePlaybook ?? 'ansible-playbook', ['--list-tags', '-i', 'localhost,', sitePath], {
+        cwd: repoRoot,
+        timeoutMs: 60_000,
+      });
+      const line = result.stdout.split('\n').find((l) => l.includes('TASK TAGS:'));
+      const tags = /\[(.*)\]/.exec(line ?? '')?.[1]?.split(',').map((t) => t.trim()).sort();
+      expect(tags).toEqual(['always', ...STAGES, 'seal'].sort());
+    },
+    90_000,
+  );
+
+  it('runs the stages in order, preflight first and seal last', async () => {
+    const roles = await siteRoles();
+    expect(roles[0]).toMatchObject({ role: 'preflight', tags: ['always'] });
+    expect(roles.at(-1)).toMatchObject({ role: 'seal', tags: ['finalize', 'seal'] });
+    const stageIndexes = roles.slice(1).map((r) => STAGES.indexOf(r.tags[0] as (typeof STAGES)[number]));
+    expect(stageIndexes.every((i) => i >= 0)).toBe(true);
+    expect([...stageIndexes].sort((a, b) => a - b)).toEqual(stageIndexes);
+  });
+
+  it('puts every role that needs the Kubernetes package source behind the source gate, and only those', async () => {
+    const roles = await siteRoles();
+    const gated = roles.filter((r) => r.when === 'kib_k8s_source_available | bool').map((r) => r.role);
+    expect(gated).toEqual(GATED_ROLES);
+  });
+
+  it('pins every downloaded artifact by a sha256 and never asks for "latest"', async () => {
+    const containerd = parse(await readFile(join(playbookDir, 'roles/containerd/defaults/main.yml'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    for (const key of ['containerd_sha256_by_arch', 'runc_sha256_by_arch']) {
+      const byArch = containerd[key] as Record<string, string>;
+      expect(byArch.amd64).toMatch(/^[0-9a-f]{64}$/);
+    }
+    for (const file of await filesUnder(playbookDir)) {
+      const text = await readFile(file, 'utf8');
+      expect({ file, latest: /state:\s*latest|:latest\b/.test(text) }).toEqual({ file, latest: false });
+    }
+  });
+});
+
+describe('the inventory script (roles/inventory/files/kib-inventory.py)', () => {
+  let workDir: string;
+  beforeAll(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'kib-inventory-'));
+  });
+  afterAll(async () => {
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it.skipIf(python3 === undefined || dpkgQuery === undefined)(
+    'writes the inventory contract for a host without Kubernetes (skipped without python3 and dpkg-query)',
+    async () => {
+      const output = join(workDir, 'lib', 'inventory.json');
+      await run(
+        python3 ?? 'python3',
+        [
+          join(playbookDir, 'roles/inventory/files/kib-inventory.py'),
+          '--output',
+          output,
+          '--package-manager',
+          'dpkg',
+          '--kubernetes-source',
+          'skipped',
+          '--skipped-reason',
+          'Kubernetes package source unreachable from the build VM: https://pkgs.k8s.io/',
+        ],
+        { timeoutMs: 60_000 },
+      );
+      const inventory = JSON.parse(await readFile(output, 'utf8')) as Record<string, unknown>;
+      expect(Object.keys(inventory)).toEqual(['os', 'packages', 'binaries', 'images', 'kubernetes']);
+      expect(inventory.os).toMatchObject({ id: expect.any(String), versionId: expect.any(String), prettyName: expect.any(String) });
+      const packages = inventory.packages as { name: string; version: string; arch: string; manager: string }[];
+      expect(packages.length).toBeGreaterThan(10);
+      expect(packages.find((p) => p.name === 'dpkg')).toMatchObject({ manager: 'dpkg', version: expect.stringMatching(/\d/) });
+      expect(inventory.kubernetes).toEqual({
+        installed: false,
+        skippedReason: 'Kubernetes package source unreachable from the build VM: https://pkgs.k8s.io/',
+        version: null,
+      });
+      for (const binary of inventory.binaries as { sha256: string; path: string }[]) {
+        expect(binary.sha256).toMatch(/^[0-9a-f]{64}$/);
+      }
+    },
+    90_000,
+  );
+});
