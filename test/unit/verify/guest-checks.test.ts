@@ -344,9 +344,9 @@ describe('cloud-init status', () => {
   });
 
   it('fails error, running and disabled', () => {
-    expect(judgeCloudInitStatus('status: error\ntime: x\ndetail:\n(\'runcmd\', RuntimeError())\n', 1).ok).toBe(false);
+    expect(judgeCloudInitStatus('status: error\ntime: x\ndetail:\n(\'runcmd\', RuntimeError())\n', 1)).toEqual({ ok: false, detail: "error ((\'runcmd\', RuntimeError()))" });
     expect(judgeCloudInitStatus('status: running\n', 0)).toEqual({ ok: false, detail: 'status running' });
-    expect(judgeCloudInitStatus('status: disabled\n', 0).ok).toBe(false);
+    expect(judgeCloudInitStatus('status: disabled\n', 0)).toEqual({ ok: false, detail: 'status disabled' });
     expect(judgeCloudInitStatus('', 1)).toEqual({ ok: false, detail: 'status unknown, exit code 1' });
   });
 });
