@@ -1,0 +1,104 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadBuildSpec, parseBuildSpec } from '../../../src/config/load.js';
+import { applyLock, type Lock, lockPathFor, parseLock, readLock, updateLock, writeLock } from '../../../src/config/lock.js';
+import { ConfigError } from '../../../src/core/errors.js';
+
+const REPO_ROOT = resolve(import.meta.dirname, '../../..');
+const URL_A = 'https://example.org/images/base-9.8.qcow2';
+const SHA_A = 'a'.repeat(64);
+const SHA_B = 'b'.repeat(64);
+const spec = (extra = ''): ReturnType<typeof parseBuildSpec> =>
+  parseBuildSpec(`name: x\nbase:\n  url: ${URL_A}\n${extra}kubernetes:\n  version: 1.36.1\n`, { configPath: '/p/image.yaml', cwd: '/p' });
+const lockFor = (url: string, sha256: string): Lock => ({ lockVersion: 1, base: { url, sha256, sizeBytes: 645988352 } });
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kib-lock-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('lockPathFor', () => {
+  it('replaces the YAML extension with .lock', () => {
+    expect(lockPathFor('/p/image.yaml')).toBe('/p/image.lock');
+    expect(lockPathFor('/p/node.yml')).toBe('/p/node.lock');
+    expect(lockPathFor('/p/definition')).toBe('/p/definition.lock');
+  });
+});
+
+describe('reading and writing', () => {
+  it('round-trips a lock and leaves no temporary file behind', async () => {
+    const path = join(dir, 'image.lock');
+    await writeLock(path, lockFor(URL_A, SHA_A));
+    expect(await readLock(path)).toEqual(lockFor(URL_A, SHA_A));
+    await writeLock(path, lockFor(URL_A, SHA_B));
+    expect(await readLock(path)).toEqual(lockFor(URL_A, SHA_B));
+    expect(await readdir(dir)).toEqual(['image.lock']);
+  });
+
+  it('returns undefined when there is no lock', async () => {
+    expect(await readLock(join(dir, 'image.lock'))).toBeUndefined();
+  });
+
+  it('rejects a malformed lock with every problem located', async () => {
+    const path = join(dir, 'image.lock');
+    await writeFile(path, 'lockVersion: 2\nbase:\n  url: x\n  sha256: nothex\n  size: 3\n');
+    const error = await readLock(path).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).file).toBe(path);
+    expect((error as ConfigError).issues.map((issue) => issue.path).sort()).toEqual(['base.sha256', 'base.size', 'base.sizeBytes', 'lockVersion']);
+  });
+});
+
+describe('applyLock', () => {
+  it('pins the sha256 for the same base URL and updates configSha256', () => {
+    const unpinned = spec();
+    const { spec: locked, note } = applyLock(unpinned, lockFor(URL_A, SHA_A));
+    expect(note).toBeUndefined();
+    expect(locked.base.sha256).toBe(SHA_A);
+    expect(locked.configSha256).not.toBe(unpinned.configSha256);
+    expect(locked.configSha256).toBe(spec(`  sha256: ${SHA_A}\n`).configSha256);
+  });
+
+  it('does not apply to another base URL, and says how to fix that', () => {
+    const unpinned = spec();
+    const { spec: same, note } = applyLock(unpinned, lockFor('https://example.org/images/base-9.7.qcow2', SHA_A), '/p/image.lock');
+    expect(same).toBe(unpinned);
+    expect(note).toContain('image.lock is for another base');
+    expect(note).toContain('run `kib lock --update`');
+  });
+
+  it('agrees with a matching pin in the file', () => {
+    const pinned = spec(`  sha256: ${SHA_A}\n`);
+    expect(applyLock(pinned, lockFor(URL_A, SHA_A))).toEqual({ spec: pinned, note: undefined });
+  });
+
+  it('refuses a pin in the file that disagrees with the lock', () => {
+    expect(() => applyLock(spec(`  sha256: ${SHA_B}\n`), lockFor(URL_A, SHA_A))).toThrow(ConfigError);
+  });
+
+  it('is a no-op without a lock', () => {
+    const unpinned = spec();
+    expect(applyLock(unpinned, undefined)).toEqual({ spec: unpinned, note: undefined });
+  });
+});
+
+describe('updateLock', () => {
+  it('records the spec URL with the resolved sha256 and size', () => {
+    expect(updateLock(spec(), { sha256: SHA_B, sizeBytes: 42 })).toEqual({ lockVersion: 1, base: { url: URL_A, sha256: SHA_B, sizeBytes: 42 } });
+  });
+});
+
+describe('the repository lock', () => {
+  it('is for the base of the repository image.yaml and agrees with its pin', async () => {
+    const repoSpec = await loadBuildSpec({ configPath: 'image.yaml', cwd: REPO_ROOT });
+    const lock = parseLock(await readFile(join(REPO_ROOT, 'image.lock'), 'utf8'));
+    const { spec: locked, note } = applyLock(repoSpec, lock);
+    expect(note).toBeUndefined();
+    expect(locked.base.sha256).toBe(repoSpec.base.sha256);
+  });
+});
