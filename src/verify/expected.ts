@@ -19,6 +19,9 @@ export interface ExpectedImage {
   diskGrownToBytes?: number;
 }
 
+/** Values that replace what the manifest or release file says; undefined entries are ignored. */
+export type ExpectedOverrides = { [K in keyof ExpectedImage]?: ExpectedImage[K] | undefined };
+
 /** Provenance file the playbook writes into the image, KEY=value lines like os-release. */
 export const RELEASE_FILE_PATH = '/etc/kube-image-release';
 
@@ -76,7 +79,7 @@ export function parseReleaseFile(text: string): Record<string, string> {
  * the command line) fill or replace anything. Fails only when the OS family or the Kubernetes
  * version cannot be found anywhere, since every check depends on those two.
  */
-export function expectedFromManifest(manifest: unknown, overrides: Partial<ExpectedImage> = {}): ExpectedImage {
+export function expectedFromManifest(manifest: unknown, overrides: ExpectedOverrides = {}): ExpectedImage {
   const m = asRecord(manifest);
   const image = asRecord(m['image']);
   const kubernetes = asRecord(m['kubernetes']);
@@ -105,7 +108,7 @@ export function expectedFromManifest(manifest: unknown, overrides: Partial<Expec
  * Derives the expectation from the image's own /etc/kube-image-release, for artifacts verified
  * without their manifest. Same tolerance and the same two hard requirements as the manifest path.
  */
-export function expectedFromRelease(text: string, overrides: Partial<ExpectedImage> = {}): ExpectedImage {
+export function expectedFromRelease(text: string, overrides: ExpectedOverrides = {}): ExpectedImage {
   const values = parseReleaseFile(text);
   const found: Partial<ExpectedImage> = {};
   const family = asOsFamily(values['KIB_OS_FAMILY']);
@@ -156,8 +159,8 @@ export function osFamilyFromId(id: string | undefined): OsFamily | undefined {
   return undefined;
 }
 
-function definedOnly<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+function definedOnly(value: ExpectedOverrides): Partial<ExpectedImage> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<ExpectedImage>;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

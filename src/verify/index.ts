@@ -26,6 +26,7 @@ export {
   expectedFromRelease,
   parseReleaseFile,
   type ExpectedImage,
+  type ExpectedOverrides,
 } from './expected.js';
 export {
   KUBEADM_OPTIONAL_PROGRAMS,

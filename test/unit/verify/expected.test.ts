@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { KibError } from '../../../src/core/errors.js';
+import type { BuildManifest } from '../../../src/export/manifest.js';
+import { expectedFromManifest, expectedFromRelease, parseReleaseFile } from '../../../src/verify/expected.js';
+
+// The fields of src/export's manifest that verify reads; `satisfies` makes a change to them fail
+// this test's type check, while the rest of the manifest may evolve freely.
+const manifest = {
+  schemaVersion: 1,
+  tool: { name: 'kube-image-builder', version: '0.1.0' },
+  image: { name: 'debian-12-test', version: '0.0.0-dev+abc1234', commit: 'abc1234', kubernetesVersion: '1.36.1' },
+  base: { url: 'file:///cache/debian-12.qcow2', sha256: 'a'.repeat(64) },
+  config: { path: null, sha256: 'b'.repeat(64) },
+  playbook: { sha256: 'c'.repeat(64) },
+  build: {
+    startedAt: '2026-11-21T10:00:00Z',
+    finishedAt: '2026-11-21T10:09:00Z',
+    phases: { preflight: 0, base: 1, provision: 2, export: 3 },
+    accelerator: 'tcg',
+    hostArch: 'x64',
+  },
+  kubernetes: { installed: false, version: null, skippedReason: 'pkgs.k8s.io is not reachable from the build VM' },
+  guest: { os: { id: 'debian', versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' }, packages: 300, binaries: 2, images: 0 },
+  artifacts: [],
+} satisfies Pick<BuildManifest, 'image' | 'base' | 'kubernetes' | 'guest'> & Record<string, unknown>;
+
+describe('expectedFromManifest', () => {
+  it("reads the export phase's manifest, taking the family from the guest OS id", () => {
+    expect(expectedFromManifest(manifest)).toEqual({
+      osFamily: 'debian',
+      kubernetesVersion: '1.36.1',
+      kubernetesInstalled: false,
+      kubernetesSkippedReason: 'pkgs.k8s.io is not reachable from the build VM',
+      selinux: 'permissive',
+      firewall: true,
+      imageVersion: '0.0.0-dev+abc1234',
+    });
+  });
+
+  it('lets overrides from the build definition win and ignores undefined ones', () => {
+    const e = expectedFromManifest(manifest, { selinux: 'enforcing', firewall: false, diskGrownToBytes: 4 * 1024 ** 3, osFamily: undefined });
+    expect(e.selinux).toBe('enforcing');
+    expect(e.firewall).toBe(false);
+    expect(e.diskGrownToBytes).toBe(4 * 1024 ** 3);
+    expect(e.osFamily).toBe('debian');
+  });
+
+  it('tolerates missing and malformed fields, and reads a rocky guest as redhat', () => {
+    const e = expectedFromManifest({ image: { kubernetesVersion: 'v1.36.1', version: 42 }, kubernetes: 'yes', guest: { os: { id: 'rocky' } } });
+    expect(e).toEqual({
+      osFamily: 'redhat',
+      kubernetesVersion: '1.36.1',
+      kubernetesInstalled: true,
+      kubernetesSkippedReason: null,
+      selinux: 'permissive',
+      firewall: true,
+    });
+  });
+
+  it('fails naming both unknowns when neither family nor version can be found', () => {
+    let error: unknown;
+    try {
+      expectedFromManifest(null);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(KibError);
+    expect((error as KibError).code).toBe('VERIFY_EXPECTATION_UNKNOWN');
+    expect((error as KibError).message).toBe('Could not tell from manifest.json the OS family or the Kubernetes version the image is supposed to have');
+  });
+});
+
+describe('the release file', () => {
+  const text = [
+    '# written by kib',
+    'KIB_IMAGE_NAME=rocky-9',
+    'KIB_IMAGE_VERSION="v0.4.0"',
+    "KIB_OS_FAMILY='redhat'",
+    'KIB_KUBERNETES_VERSION=1.36.1',
+    'KIB_KUBERNETES_INSTALLED=false',
+    'KIB_KUBERNETES_SKIPPED_REASON="offline: \\"pkgs.k8s.io\\" unreachable"',
+    'KIB_SELINUX=enforcing',
+    'KIB_FIREWALL=no',
+    'not a pair',
+  ].join('\n');
+
+  it('parses os-release syntax', () => {
+    expect(parseReleaseFile(text)).toEqual({
+      KIB_IMAGE_NAME: 'rocky-9',
+      KIB_IMAGE_VERSION: 'v0.4.0',
+      KIB_OS_FAMILY: 'redhat',
+      KIB_KUBERNETES_VERSION: '1.36.1',
+      KIB_KUBERNETES_INSTALLED: 'false',
+      KIB_KUBERNETES_SKIPPED_REASON: 'offline: "pkgs.k8s.io" unreachable',
+      KIB_SELINUX: 'enforcing',
+      KIB_FIREWALL: 'no',
+    });
+  });
+
+  it('gives a complete expectation', () => {
+    expect(expectedFromRelease(text)).toEqual({
+      osFamily: 'redhat',
+      kubernetesVersion: '1.36.1',
+      kubernetesInstalled: false,
+      kubernetesSkippedReason: 'offline: "pkgs.k8s.io" unreachable',
+      selinux: 'enforcing',
+      firewall: false,
+      imageVersion: 'v0.4.0',
+    });
+  });
+});
