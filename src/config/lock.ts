@@ -89,8 +89,9 @@ export async function writeLock(lockPath: string, lock: Lock): Promise<void> {
 
 /**
  * Pins spec.base.sha256 from the lock when the lock is for the same base URL. A lock for another
- * URL does not apply: the note says so, for the CLI to show. A sha256 pinned in image.yaml that
- * disagrees with the lock is an error, since one of the two is stale.
+ * URL does not apply, and a sha256 pinned in image.yaml itself wins over the lock (it is the more
+ * deliberate statement); in both cases the note says so, for the CLI to show, and
+ * `kib lock --update` brings the lock in line.
  */
 export function applyLock(spec: BuildSpec, lock: Lock | undefined, lockPath = 'image.lock'): { spec: BuildSpec; note: string | undefined } {
   if (lock === undefined) return { spec, note: undefined };
@@ -102,15 +103,10 @@ export function applyLock(spec: BuildSpec, lock: Lock | undefined, lockPath = 'i
     };
   }
   if (spec.base.sha256 !== undefined && spec.base.sha256 !== lock.base.sha256) {
-    throw new ConfigError(
-      [
-        {
-          path: 'base.sha256',
-          message: `is ${spec.base.sha256} but ${lockName} records ${lock.base.sha256} for the same URL; one of them is stale (\`kib lock --update\` rewrites ${lockName})`,
-        },
-      ],
-      spec.configPath,
-    );
+    return {
+      spec,
+      note: `base.sha256 is pinned to ${spec.base.sha256} but ${lockName} records ${lock.base.sha256} for the same URL; using the pin, run \`kib lock --update\``,
+    };
   }
   if (spec.base.sha256 === lock.base.sha256) return { spec, note: undefined };
   return { spec: withConfigSha256({ ...spec, base: { ...spec.base, sha256: lock.base.sha256 } }), note: undefined };

@@ -77,8 +77,12 @@ describe('applyLock', () => {
     expect(applyLock(pinned, lockFor(URL_A, SHA_A))).toEqual({ spec: pinned, note: undefined });
   });
 
-  it('refuses a pin in the file that disagrees with the lock', () => {
-    expect(() => applyLock(spec(`  sha256: ${SHA_B}\n`), lockFor(URL_A, SHA_A))).toThrow(ConfigError);
+  it('keeps a pin in the file that disagrees with the lock, and says the lock is stale', () => {
+    const pinned = spec(`  sha256: ${SHA_B}\n`);
+    const { spec: kept, note } = applyLock(pinned, lockFor(URL_A, SHA_A));
+    expect(kept).toBe(pinned);
+    expect(note).toContain(`pinned to ${SHA_B} but image.lock records ${SHA_A}`);
+    expect(note).toContain('`kib lock --update`');
   });
 
   it('is a no-op without a lock', () => {
