@@ -49,7 +49,7 @@ describe('writeContainerDisk', () => {
     await run('skopeo', ['--insecure-policy', 'copy', `oci-archive:${result.path}`, `dir:${copied}`], { env: { TMPDIR: tmp.dir } });
     const layerFile = join(copied, result.layerDigest.slice('sha256:'.length));
 
-    const listing = await run('tar', ['--numeric-owner', '-tvzf', layerFile]);
+    const listing = await run('tar', ['--numeric-owner', '-tvzf', layerFile], { env: { TZ: 'UTC' } });
     const rows = listing.stdout.trim().split('\n').map((line) => line.split(/\s+/));
     expect(rows.map((row) => [row[0], row[1], row[5]])).toEqual([
       ['dr-xr-xr-x', '107/107', 'disk/'],
@@ -106,7 +106,7 @@ describe('writeContainerDisk', () => {
 
   it('without a creation time uses epoch 0 and omits created', async () => {
     const epoch = await writeContainerDisk({ diskPath: disk, outPath: join(tmp.dir, 'd.containerdisk.tar'), labels });
-    const listing = await run('tar', ['-tvf', epoch.path, 'oci-layout']);
+    const listing = await run('tar', ['-tvf', epoch.path, 'oci-layout'], { env: { TZ: 'UTC' } });
     expect(listing.stdout).toContain('1970-01-01');
     const config = JSON.parse((await run('tar', ['-xOf', epoch.path, `blobs/sha256/${epoch.configDigest.slice(7)}`])).stdout) as Record<string, unknown>;
     expect(config).not.toHaveProperty('created');
