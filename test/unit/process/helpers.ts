@@ -1,8 +1,9 @@
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { afterAll } from 'vitest';
 import { isProcessRunning } from '../../../src/process/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -44,8 +45,17 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }
 
+const created: string[] = [];
+// Imported at the top of a test file, this registers on that file's root suite.
+afterAll(() => {
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temp dir, removed after the importing test file has run. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `kib-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `kib-${prefix}-`));
+  created.push(dir);
+  return dir;
 }
 
 /**

@@ -1,0 +1,120 @@
+import { rename, rm } from 'node:fs/promises';
+import { CommandError, KibError } from '../core/errors.js';
+import { run, type RunResult } from '../process/index.js';
+import { waitForReady, type WatchedVm } from '../vm/index.js';
+import { scpFromArgs, sshArgs, type SshTarget } from './args.js';
+
+export interface SshExecOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  allowFailure?: boolean;
+  /** Sent to the remote command's stdin (a script for `sh -s`, a file for `sudo tee`). */
+  input?: string | Buffer;
+  onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+  logFile?: string;
+}
+
+/** ssh exits 255 when it could not connect or log in (a remote command's own codes are lower). */
+export const SSH_CONNECTION_FAILED = 255;
+
+/** Runs one command in the guest over SSH and returns its output. */
+export async function sshExec(target: SshTarget, command: string | readonly string[], options: SshExecOptions = {}): Promise<RunResult> {
+  return await run('ssh', sshArgs(target, command), {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...(options.allowFailure === undefined ? {} : { allowFailure: options.allowFailure }),
+    ...(options.input === undefined ? {} : { input: options.input }),
+    ...(options.onLine === undefined ? {} : { onLine: options.onLine }),
+    ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+  });
+}
+
+export interface SshWaitOptions {
+  /** Fail at once (with the console tail) if this VM exits while we wait. */
+  vm: WatchedVm | undefined;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  intervalMs?: number;
+}
+
+/**
+ * Polls until `true` runs over SSH as the target user: sshd is up *and* cloud-init has created the
+ * user with our key. Races the VM's exit and the deadline.
+ */
+export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Promise<void> {
+  let lastFailure = '';
+  try {
+    await waitForReady({
+      what: `SSH login as ${target.user} on ${target.host}:${target.port}`,
+      vm: options.vm,
+      timeoutMs: options.timeoutMs,
+      intervalMs: options.intervalMs ?? 2_000,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      probe: async (signal) => {
+        try {
+          const result = await sshExec(target, 'true', { signal, timeoutMs: 30_000, allowFailure: true });
+          if (result.exitCode === 0) return true;
+          lastFailure = result.stderr.trim();
+          return undefined;
+        } catch (error) {
+          // A hung handshake (sshd still starting) is worth another try; anything else is not.
+          if (error instanceof CommandError && error.reason === 'timeout') return undefined;
+          throw error;
+        }
+      },
+    });
+  } catch (error) {
+    if (error instanceof KibError && error.code === 'TIMEOUT' && lastFailure !== '') {
+      throw new KibError(error.code, `${error.message}; last ssh error: ${lastFailure}`, {
+        ...(error.hint === undefined ? {} : { hint: error.hint }),
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Waits for cloud-init to finish in the guest (`cloud-init status --wait`). A degraded but
+ * finished run (exit 2, cloud-init 23.4+) is returned, not thrown; an error (exit 1) is thrown
+ * with cloud-init's own report.
+ */
+export async function waitForCloudInit(target: SshTarget, options: SshWaitOptions): Promise<string> {
+  return await waitForReady({
+    what: `cloud-init to finish in the VM on ${target.host}:${target.port}`,
+    vm: options.vm,
+    timeoutMs: options.timeoutMs,
+    intervalMs: options.intervalMs ?? 2_000,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    probe: async (signal) => {
+      const result = await sshExec(target, 'cloud-init status --wait --long', { signal, allowFailure: true });
+      const output = `${result.stdout}${result.stderr}`.trim();
+      if (result.exitCode === 0 || result.exitCode === 2) return output;
+      // The connection dropped (sshd restarted by cloud-init): ask again.
+      if (result.exitCode === SSH_CONNECTION_FAILED) return undefined;
+      throw new KibError('CLOUD_INIT_FAILED', `cloud-init reported an error in the VM (exit ${result.exitCode}):\n${output}`, {
+        hint: 'See /var/log/cloud-init.log and /var/log/cloud-init-output.log in the guest, or the serial console log.',
+      });
+    },
+  });
+}
+
+/** Copies one file out of the guest; the local file appears only when complete. */
+export async function copyFromGuest(
+  target: SshTarget,
+  remotePath: string,
+  localPath: string,
+  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<void> {
+  const partial = `${localPath}.partial`;
+  try {
+    await run('scp', scpFromArgs(target, remotePath, partial), {
+      timeoutMs: options.timeoutMs ?? 600_000,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    await rename(partial, localPath);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  }
+}

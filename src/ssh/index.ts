@@ -1,0 +1,11 @@
+export { sshArgs, sshOptionArgs, scpFromArgs, shellQuote, SSH_CONNECT_TIMEOUT_S, type SshTarget } from './args.js';
+export { generateKeyPair, type SshKeyPair } from './keys.js';
+export {
+  sshExec,
+  waitForSsh,
+  waitForCloudInit,
+  copyFromGuest,
+  SSH_CONNECTION_FAILED,
+  type SshExecOptions,
+  type SshWaitOptions,
+} from './exec.js';

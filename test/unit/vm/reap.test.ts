@@ -1,0 +1,84 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isProcessRunning, run, spawnDaemon, type StartedDaemon } from '../../../src/process/index.js';
+import { reapOrphans } from '../../../src/vm/index.js';
+import { processStartTime } from '../../../src/vm/run-dir.js';
+import { program, tempDir, waitForMatch } from '../process/helpers.js';
+
+/** The pid of a process that has come and gone. */
+async function deadPid(): Promise<number> {
+  const result = await run(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(result.stdout);
+}
+
+/** A run dir as startVm leaves it, with a real (guest-less) QEMU whose pidfile lives there. */
+async function fakeRun(state: string, id: string, owner: { pid: number; startTime: string | undefined }): Promise<{ dir: string; qemu: StartedDaemon }> {
+  const dir = join(state, 'runs', id);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'owner.json'), JSON.stringify({ ...owner, hostname: 'h', vmName: id, createdAt: '' }));
+  const qemu = spawnDaemon('qemu-system-x86_64', [
+    '-machine',
+    'none',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-qmp',
+    `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
+    '-pidfile',
+    join(dir, 'qemu.pid'),
+  ]);
+  await waitForMatch(join(dir, 'qemu.pid'), /^(\d+)/);
+  return { dir, qemu };
+}
+
+describe('reapOrphans', () => {
+  it('kills the QEMU of a run dir whose owner is dead and removes the dir', async () => {
+    const state = tempDir('reap');
+    const { dir, qemu } = await fakeRun(state, 'orphan-1', { pid: await deadPid(), startTime: undefined });
+    expect(await reapOrphans(state)).toBe(1);
+    expect((await qemu.exited).signal).toBe('SIGTERM');
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('leaves VMs of a live owner alone', async () => {
+    const state = tempDir('reap-live');
+    const { dir, qemu } = await fakeRun(state, 'mine-1', { pid: process.pid, startTime: processStartTime(process.pid) });
+    try {
+      expect(await reapOrphans(state)).toBe(0);
+      expect(qemu.isRunning()).toBe(true);
+      expect(existsSync(dir)).toBe(true);
+    } finally {
+      await qemu.stop({ termMs: 1_000 });
+    }
+  });
+
+  it('never kills a process that merely reuses the recorded pid, but still removes the stale dir', async () => {
+    const state = tempDir('reap-reused');
+    const dir = join(state, 'runs', 'stale-1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'owner.json'), JSON.stringify({ pid: await deadPid() }));
+    const bystander = spawnDaemon(process.execPath, [program('ignore-sigterm.js')]);
+    try {
+      writeFileSync(join(dir, 'qemu.pid'), `${bystander.pid}\n`);
+      expect(await reapOrphans(state)).toBe(0);
+      expect(isProcessRunning(bystander.pid)).toBe(true);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      await bystander.stop({ termMs: 200 });
+    }
+  });
+
+  it('treats a dead owner whose pid now belongs to another process as dead', async () => {
+    const state = tempDir('reap-owner-reused');
+    // Our own pid, but a start time that is not ours: the owner that wrote this is gone.
+    const { dir, qemu } = await fakeRun(state, 'orphan-2', { pid: process.pid, startTime: '12345' });
+    expect(readFileSync(join(dir, 'owner.json'), 'utf8')).toContain('12345');
+    expect(await reapOrphans(state)).toBe(1);
+    expect(qemu.isRunning()).toBe(false);
+  });
+
+  it('returns 0 when there is no runs dir', async () => {
+    expect(await reapOrphans(tempDir('reap-empty'))).toBe(0);
+  });
+});
