@@ -67,9 +67,13 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((error) => {
-        const where = lineCounter.linePos(error.pos[0]);
         const firstLine = error.message.split('\n')[0] ?? error.message;
-        return { path: '', message: `YAML syntax error at line ${String(where.line)}, column ${String(where.col)}: ${firstLine}` };
+        const noticed = lineCounter.linePos(error.pos[0]);
+        // An unclosed bracket or quote is noticed where the file ends; point at where it was opened.
+        const opened = /flow (sequence|mapping)|quote/i.test(firstLine) ? unclosedOpening(text, error.pos[0]) : undefined;
+        const where = opened === undefined ? noticed : lineCounter.linePos(opened);
+        const also = opened === undefined || where.line === noticed.line ? '' : ` (opened here, still open at line ${String(noticed.line)})`;
+        return { path: '', message: `YAML syntax error at line ${String(where.line)}, column ${String(where.col)}: ${firstLine}${also}` };
       }),
       file,
     );
@@ -134,6 +138,31 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
       compress: config.outputs.compress,
     },
   });
+}
+
+/** Offset of the last bracket or quote opened before `end` and not closed by then, if any. */
+function unclosedOpening(text: string, end: number): number | undefined {
+  const open: number[] = [];
+  let quote: { char: string; at: number } | undefined;
+  for (let index = 0; index < Math.min(end, text.length); index += 1) {
+    const char = text[index];
+    if (quote !== undefined) {
+      if (char === '\\' && quote.char === '"') index += 1;
+      else if (char === quote.char) quote = undefined;
+      continue;
+    }
+    if (char === '#' && (index === 0 || /\s/.test(text[index - 1] ?? ''))) {
+      const newline = text.indexOf('\n', index);
+      index = newline === -1 ? text.length : newline;
+    } else if (char === '"' || (char === "'" && !/\w/.test(text[index - 1] ?? ''))) {
+      quote = { char, at: index };
+    } else if (char === '[' || char === '{') {
+      open.push(index);
+    } else if ((char === ']' || char === '}') && open.length > 0) {
+      open.pop();
+    }
+  }
+  return quote?.at ?? open.at(-1);
 }
 
 function overrideIssues(overrides: BuildOverrides | undefined): ConfigIssue[] {

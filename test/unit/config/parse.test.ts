@@ -218,9 +218,16 @@ describe('outputs.formats', () => {
 
 describe('YAML', () => {
   it('reports syntax errors with line and column', () => {
-    const issues = issuesOf('name: x\nbase:\n  url: [unclosed\nkubernetes:\n');
-    expect(issues).toHaveLength(1);
-    expect(issues[0]?.message).toMatch(/^YAML syntax error at line \d+, column \d+: /);
+    const issues = issuesOf('name: x\nkubernetes:\n  version: 1.36.1\nbase:\n  url: a: b\n');
+    expect(issues.length).toBeGreaterThan(0);
+    expect(issues[0]?.message).toMatch(/^YAML syntax error at line 5, column \d+: /);
+  });
+
+  it('points an unclosed bracket or quote at the line that opened it', () => {
+    const bracket = issuesOf('name: x\nbase: [unclosed\n');
+    expect(bracket[0]?.message).toMatch(/^YAML syntax error at line 2, column 7: .*\(opened here, still open at line 3\)$/);
+    const quote = issuesOf('name: x\nbase:\n  url: "https://e.org/b.qcow2\nkubernetes:\n  version: 1.36.1\n');
+    expect(quote[0]?.message).toMatch(/^YAML syntax error at line 3, column 8: /);
   });
 
   it('reports duplicate keys', () => {
