@@ -102,6 +102,13 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
     });
   }
 
+  if (/(^|[^a-z])latest([^a-z]|$)/i.test(lastSegment(config.base.url)) && overrides.baseUrl === undefined) {
+    context.reporter?.emit({
+      type: 'warning',
+      message: `base.url ${config.base.url} looks like a moving "latest" link: what it points to changes over time, so pin a specific point release (and its sha256) for reproducible builds`,
+    });
+  }
+
   const base =
     overrides.baseUrl !== undefined
       ? {
@@ -138,6 +145,10 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
       compress: config.outputs.compress,
     },
   });
+}
+
+function lastSegment(location: string): string {
+  return location.trim().replace(/[?#].*$/, '').split(/[\\/]/).pop() ?? '';
 }
 
 /** Offset of the last bracket or quote opened before `end` and not closed by then, if any. */

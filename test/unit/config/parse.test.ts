@@ -285,6 +285,22 @@ describe('SELinux on a Debian base', () => {
   });
 });
 
+describe('a moving base link', () => {
+  it('is accepted with a warning to pin a point release', () => {
+    const events: KibEvent[] = [];
+    const text = MINIMAL.replace('https://example.org/base.qcow2', 'https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2');
+    parseBuildSpec(text, { configPath: CONFIG, cwd: CWD, reporter: { emit: (event) => events.push(event) } });
+    expect(events).toEqual([{ type: 'warning', message: expect.stringContaining('looks like a moving "latest" link') as unknown }]);
+  });
+
+  it('is not suspected in a pinned file name', () => {
+    const events: KibEvent[] = [];
+    const text = MINIMAL.replace('https://example.org/base.qcow2', 'https://dl.rockylinux.org/pub/rocky/9.8/images/x86_64/Rocky-9-GenericCloud-Base-9.8-20260525.0.x86_64.qcow2');
+    parseBuildSpec(text, { configPath: CONFIG, cwd: CWD, reporter: { emit: (event) => events.push(event) } });
+    expect(events).toEqual([]);
+  });
+});
+
 describe('configSha256', () => {
   it('depends on the resolved values only, not on layout, comments or defaults written out', () => {
     const a = parse(MINIMAL);
