@@ -1,20 +1,31 @@
-import { open, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { open, readFile, rm, stat as statPath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KibError } from '../core/errors.js';
-import { checkTools, run, type ToolNeed } from '../process/index.js';
-import type { ArtifactDirEntry, ArtifactFileType, ArtifactFs, ArtifactStat } from './hygiene.js';
+import { CancelledError, KibError } from '../core/errors.js';
+import { checkTools, findTool, lastLines, run, spawnDaemon, type StartedDaemon, type ToolNeed } from '../process/index.js';
+import type { Reporter } from '../report/events.js';
+import type { CheckResult } from './check.js';
+import type { ExpectedImage } from './expected.js';
+import { hygieneChecks, type ArtifactCheckContext, type ArtifactDirEntry, type ArtifactFileType, type ArtifactFs, type ArtifactStat } from './hygiene.js';
+import { runChecks } from './runner.js';
 
 /**
  * Reads an artifact's root filesystem without mounting it and without booting it.
  *
  * Booting would change what hygiene checks look at (host keys, machine-id, cloud-init state), and
- * mounting needs loop devices or root. So: qemu-img copies the root partition out of the qcow2 or
- * raw artifact into a sparse raw file (only allocated data is read and written), and the
- * filesystem's own debugging tool reads files from it: debugfs (e2fsprogs) for ext4, xfs_db
- * (xfsprogs) for XFS — Rocky's root. Both open the file read-only.
+ * mounting needs loop devices or root. Instead the root partition is exposed as a plain read-only
+ * file, and the filesystem's own debugging tool reads files from it: debugfs (e2fsprogs) for ext4,
+ * xfs_db (xfsprogs) for XFS, Rocky's root. Two ways to expose the partition:
+ *  - `fuse`: qemu-storage-daemon exports the partition's byte range of the qcow2 (or raw) image
+ *    through FUSE; nothing is copied, reads happen on demand. Needs /dev/fuse and fusermount3.
+ *  - `extract`: qemu-img copies the partition into a sparse raw file in the work dir; costs time
+ *    and space proportional to the data in it. Works everywhere qemu-img does.
+ * `auto` (the default) uses fuse when its prerequisites are there and falls back to extract.
  *
- * Measured on a 2-core TCG-only host: each lookup takes a few milliseconds; libguestfs
- * (`guestfish --ro`, forced to TCG) needs 8–12 s per session and a host kernel in /boot.
+ * Measured on a 2-core host without KVM, a 10 GiB root holding 1.5 GB in a compressed qcow2
+ * (550 MiB): fuse ready in 0.13 s; extract 11.5 s (and 1.5 GB of scratch); each lookup a few ms.
+ * libguestfs (`guestfish --ro`, forced to TCG) took 31 s on the same image (8 s on a tiny one)
+ * and needs a host kernel image in /boot, which containers usually lack.
  */
 
 export interface Partition {
@@ -43,6 +54,12 @@ export const ARTIFACT_FS_TOOLS: Readonly<Record<'qemu-img' | RootFilesystem, Too
   ext4: { command: 'debugfs', purpose: 'read ext4 root filesystems without mounting them', packageName: 'e2fsprogs' },
   xfs: { command: 'xfs_db', purpose: 'read XFS root filesystems (Rocky) without mounting them', packageName: 'xfsprogs' },
 };
+
+/** Optional: without them `auto` extracts the partition instead. */
+export const ARTIFACT_FUSE_TOOLS: readonly ToolNeed[] = [
+  { command: 'qemu-storage-daemon', purpose: 'expose the artifact\'s root partition without copying it', packageName: 'qemu-system-common' },
+  { command: 'fusermount3', purpose: 'unmount a FUSE export left behind by a killed daemon', packageName: 'fuse3' },
+];
 
 /** debugfs and xfs_db live in sbin, which a non-root user's PATH often lacks. */
 function toolPath(need: ToolNeed): string {
@@ -103,12 +120,17 @@ export interface OpenArtifactFsOptions {
   format?: 'qcow2' | 'raw';
   /** Pick this partition instead of the largest Linux one with ext4 or XFS. */
   partitionIndex?: number;
+  /** How the partition becomes a readable file (see the top of this module); default `auto`. */
+  access?: 'auto' | 'fuse' | 'extract';
+  /** How long the FUSE export may take to appear. */
+  fuseTimeoutMs?: number;
   signal?: AbortSignal;
 }
 
 export interface OpenedArtifactFs extends ArtifactFs, AsyncDisposable {
   readonly filesystem: RootFilesystem;
   readonly partition: Partition;
+  readonly access: 'fuse' | 'extract';
   close(): Promise<void>;
 }
 
@@ -122,6 +144,7 @@ export async function openArtifactFs(imagePath: string, options: OpenArtifactFsO
   const qemuImg = toolPath(ARTIFACT_FS_TOOLS['qemu-img']);
   const headPath = join(options.workDir, 'artifact-head.raw');
   const rootPath = join(options.workDir, 'artifact-root.raw');
+  let exposed: ExposedPartition | undefined;
   try {
     const head = await readRange(qemuImg, imagePath, format, 0, 1024 * 1024, headPath, signal);
     const partitions = parsePartitionTable(head);
@@ -142,22 +165,15 @@ export async function openArtifactFs(imagePath: string, options: OpenArtifactFsO
     }
     const { partition, filesystem } = chosen;
     const fsTool = toolPath(ARTIFACT_FS_TOOLS[filesystem]);
-    // Only allocated clusters are read; zeros become holes, so the copy costs the data, not the size.
-    await run(
-      qemuImg,
-      ['convert', '--image-opts', imageOpts(imagePath, format, partition.startBytes, partition.sizeBytes), '-O', 'raw', rootPath],
-      signal === undefined ? {} : { signal },
-    );
+    exposed = await exposePartition(qemuImg, imagePath, format, partition, rootPath, options);
     const reader = filesystem === 'ext4' ? debugfsReader(fsTool, rootPath, signal) : await xfsDbReader(fsTool, rootPath, signal);
-    let closed = false;
-    const close = async (): Promise<void> => {
-      if (closed) return;
-      closed = true;
-      await rm(rootPath, { force: true });
-    };
-    return { ...reader, filesystem, partition, close, [Symbol.asyncDispose]: close };
+    const release = exposed.release;
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => (closing ??= release());
+    return { ...reader, filesystem, partition, access: exposed.access, close, [Symbol.asyncDispose]: close };
   } catch (error) {
-    await rm(rootPath, { force: true });
+    if (exposed !== undefined) await exposed.release();
+    else await rm(rootPath, { force: true });
     throw error;
   } finally {
     await rm(headPath, { force: true });
@@ -168,6 +184,114 @@ export async function openArtifactFs(imagePath: string, options: OpenArtifactFsO
 export function imageOpts(imagePath: string, format: 'qcow2' | 'raw', offsetBytes: number, sizeBytes: number): string {
   if (imagePath.includes(',')) throw new KibError('ARTIFACT_PATH', `Cannot pass a path containing "," to qemu-img --image-opts: ${imagePath}`);
   return `driver=raw,offset=${offsetBytes},size=${sizeBytes},file.driver=${format},file.file.driver=file,file.file.filename=${imagePath}`;
+}
+
+interface ExposedPartition {
+  access: 'fuse' | 'extract';
+  release(): Promise<void>;
+}
+
+async function exposePartition(
+  qemuImg: string,
+  imagePath: string,
+  format: 'qcow2' | 'raw',
+  partition: Partition,
+  rootPath: string,
+  options: OpenArtifactFsOptions,
+): Promise<ExposedPartition> {
+  const access = options.access ?? 'auto';
+  const fuse = access === 'extract' ? undefined : fusePrerequisites();
+  if (access === 'fuse' && fuse === undefined) {
+    throw new KibError('ARTIFACT_FUSE_UNAVAILABLE', 'Cannot expose the artifact through FUSE: /dev/fuse, qemu-storage-daemon or fusermount3 is missing', {
+      hint: 'Install qemu-system-common and fuse3, or use the extract access method.',
+    });
+  }
+  if (fuse !== undefined) {
+    try {
+      return await exposeWithFuse(fuse, imagePath, format, partition, rootPath, options);
+    } catch (error) {
+      if (access === 'fuse' || options.signal?.aborted === true) throw error;
+      // auto: a container without FUSE permission still gets an answer, just slower.
+    }
+  }
+  await rm(rootPath, { force: true });
+  // Only allocated clusters are read; zeros become holes, so the copy costs the data, not the size.
+  await run(qemuImg, ['convert', '--image-opts', imageOpts(imagePath, format, partition.startBytes, partition.sizeBytes), '-O', 'raw', rootPath], options.signal === undefined ? {} : { signal: options.signal });
+  return { access: 'extract', release: () => rm(rootPath, { force: true }) };
+}
+
+function fusePrerequisites(): { daemon: string; fusermount: string } | undefined {
+  if (!existsSync('/dev/fuse')) return undefined;
+  const daemon = findTool('qemu-storage-daemon');
+  const fusermount = findTool('fusermount3') ?? findTool('fusermount');
+  return daemon === undefined || fusermount === undefined ? undefined : { daemon, fusermount };
+}
+
+/**
+ * qemu-storage-daemon arguments that export a byte range of a disk image, read-only, as the
+ * regular file `mountpoint` (which must exist).
+ */
+export function qemuStorageDaemonFuseArgs(spec: { imagePath: string; format: 'qcow2' | 'raw'; offsetBytes: number; sizeBytes: number; mountpoint: string }): string[] {
+  for (const path of [spec.imagePath, spec.mountpoint]) {
+    if (path.includes(',')) throw new KibError('ARTIFACT_PATH', `Cannot pass a path containing "," to qemu-storage-daemon: ${path}`);
+  }
+  return [
+    '--blockdev', `driver=file,node-name=file0,filename=${spec.imagePath},read-only=on`,
+    '--blockdev', `driver=${spec.format},node-name=disk0,file=file0,read-only=on`,
+    '--blockdev', `driver=raw,node-name=root0,file=disk0,offset=${spec.offsetBytes},size=${spec.sizeBytes},read-only=on`,
+    '--export', `type=fuse,id=root,node-name=root0,mountpoint=${spec.mountpoint},writable=off`,
+  ];
+}
+
+async function exposeWithFuse(
+  tools: { daemon: string; fusermount: string },
+  imagePath: string,
+  format: 'qcow2' | 'raw',
+  partition: Partition,
+  mountpoint: string,
+  options: OpenArtifactFsOptions,
+): Promise<ExposedPartition> {
+  const logPath = join(options.workDir, 'qemu-storage-daemon.log');
+  await writeFile(mountpoint, '');
+  let daemon: StartedDaemon | undefined;
+  const release = async (): Promise<void> => {
+    await daemon?.stop({ termMs: 5_000 });
+    // A daemon that had to be killed leaves its mount behind ("Transport endpoint is not connected").
+    if (await isMounted(mountpoint)) await run(tools.fusermount, ['-u', mountpoint], { allowFailure: true });
+    await rm(mountpoint, { force: true });
+    await rm(logPath, { force: true });
+  };
+  try {
+    daemon = spawnDaemon(tools.daemon, qemuStorageDaemonFuseArgs({ imagePath, format, offsetBytes: partition.startBytes, sizeBytes: partition.sizeBytes, mountpoint }), {
+      stdoutFile: logPath,
+      stderrFile: logPath,
+    });
+    const started = daemon;
+    const deadline = performance.now() + (options.fuseTimeoutMs ?? 15_000);
+    // Ready when the mountpoint shows the export's size instead of the empty file's.
+    for (;;) {
+      if (options.signal?.aborted === true) throw new CancelledError('Opening the artifact');
+      const size = await statPath(mountpoint).then((s) => s.size, () => -1);
+      if (size === partition.sizeBytes) break;
+      if (!started.isRunning()) {
+        const log = await readFile(logPath, 'utf8').catch(() => '');
+        throw new KibError('ARTIFACT_FUSE_FAILED', `qemu-storage-daemon exited before exporting the artifact:\n${lastLines(log, 10)}`);
+      }
+      if (performance.now() > deadline) throw new KibError('ARTIFACT_FUSE_FAILED', `qemu-storage-daemon did not export the artifact within ${options.fuseTimeoutMs ?? 15_000} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { access: 'fuse', release };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+async function isMounted(path: string): Promise<boolean> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // Field 5 is the mount point, with spaces and the like octal-escaped.
+  const escaped = path.replace(/[ \t\n\\]/g, (ch) => `\\${ch.charCodeAt(0).toString(8).padStart(3, '0')}`);
+  return mountinfo.split('\n').some((line) => line.split(' ')[4] === escaped);
 }
 
 async function readRange(qemuImg: string, imagePath: string, format: 'qcow2' | 'raw', offsetBytes: number, sizeBytes: number, scratch: string, signal: AbortSignal | undefined): Promise<Buffer> {
@@ -200,8 +324,14 @@ function checkedPath(path: string): string {
 const DEBUGFS_NOT_FOUND = /File not found by ext2_lookup/;
 
 function debugfsReader(debugfsPath: string, rootPath: string, signal: AbortSignal | undefined): ArtifactFs {
-  const debugfs = async (request: string): Promise<{ stdout: string; stderr: string }> =>
-    run(debugfsPath, ['-R', request, rootPath], { env: { DEBUGFS_PAGER: '__none__', PAGER: '__none__' }, ...(signal === undefined ? {} : { signal }) });
+  const debugfs = async (request: string): Promise<{ stdout: string; stderr: string }> => {
+    const result = await run(debugfsPath, ['-R', request, rootPath], { env: { DEBUGFS_PAGER: '__none__', PAGER: '__none__' }, ...(signal === undefined ? {} : { signal }) });
+    // debugfs exits 0 even when it cannot open the image; its complaint is the only signal.
+    if (/while (trying to open|opening filesystem)/.test(result.stderr)) {
+      throw new KibError('ARTIFACT_READ', `debugfs could not open ${rootPath}: ${result.stderr.trim().split('\n').pop() ?? ''}`);
+    }
+    return result;
+  };
   return {
     async stat(path) {
       const { stdout, stderr } = await debugfs(`stat "${checkedPath(path)}"`);
@@ -360,4 +490,22 @@ export function parseXfsList(text: string): ArtifactDirEntry[] {
     entries.push({ name, type: kind === 'regular' ? 'file' : kind === 'directory' ? 'dir' : kind === 'symlink' ? 'symlink' : 'other' });
   }
   return entries;
+}
+
+export interface CheckArtifactHygieneOptions extends OpenArtifactFsOptions {
+  expected: ExpectedImage;
+  buildUser?: string;
+  reporter?: Reporter;
+}
+
+/** Opens the artifact read-only, runs `hygieneChecks` on it, and removes the extracted copy. */
+export async function checkArtifactHygiene(imagePath: string, options: CheckArtifactHygieneOptions): Promise<CheckResult[]> {
+  await using fs = await openArtifactFs(imagePath, options);
+  const ctx: ArtifactCheckContext = { fs, expected: options.expected };
+  if (options.buildUser !== undefined) ctx.buildUser = options.buildUser;
+  // `return await`: the extracted copy must outlive the checks, and `await using` disposes on return.
+  return await runChecks(hygieneChecks, ctx, {
+    ...(options.reporter === undefined ? {} : { reporter: options.reporter }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
 }

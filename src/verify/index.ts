@@ -47,3 +47,15 @@ export {
   type ArtifactStat,
 } from './hygiene.js';
 export { hasFailures, renderCheckJson, renderCheckLines, runChecks, summarize, type CheckSummary, type RunChecksOptions } from './runner.js';
+export {
+  ARTIFACT_FS_TOOLS,
+  checkArtifactHygiene,
+  detectFilesystem,
+  openArtifactFs,
+  parsePartitionTable,
+  type CheckArtifactHygieneOptions,
+  type OpenArtifactFsOptions,
+  type OpenedArtifactFs,
+  type Partition,
+  type RootFilesystem,
+} from './artifact-fs.js';

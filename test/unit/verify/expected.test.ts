@@ -9,7 +9,8 @@ const manifest = {
   schemaVersion: 1,
   tool: { name: 'kube-image-builder', version: '0.1.0' },
   image: { name: 'debian-12-test', version: '0.0.0-dev+abc1234', commit: 'abc1234', kubernetesVersion: '1.36.1' },
-  base: { url: 'file:///cache/debian-12.qcow2', sha256: 'a'.repeat(64) },
+  base: { url: 'file:///cache/debian-12.qcow2', sha256: 'a'.repeat(64), osFamily: 'debian' },
+  node: { selinux: 'permissive', firewall: true },
   config: { path: null, sha256: 'b'.repeat(64) },
   playbook: { sha256: 'c'.repeat(64) },
   build: {
@@ -25,7 +26,7 @@ const manifest = {
 } satisfies Pick<BuildManifest, 'image' | 'base' | 'kubernetes' | 'guest'> & Record<string, unknown>;
 
 describe('expectedFromManifest', () => {
-  it("reads the export phase's manifest, taking the family from the guest OS id", () => {
+  it("reads the export phase's manifest", () => {
     expect(expectedFromManifest(manifest)).toEqual({
       osFamily: 'debian',
       kubernetesVersion: '1.36.1',
