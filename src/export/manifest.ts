@@ -30,7 +30,8 @@ export interface BuildManifest {
   schemaVersion: number;
   tool: { name: string; version: string };
   image: { name: string; version: string; commit: string | null; kubernetesVersion: string };
-  base: { url: string; sha256: string };
+  base: { url: string; sha256: string; osFamily: 'redhat' | 'debian' };
+  node: { selinux: 'permissive' | 'enforcing'; firewall: boolean };
   config: { path: string | null; sha256: string };
   playbook: { sha256: string };
   build: {
@@ -62,7 +63,8 @@ export function buildManifest(input: BuildManifestInput): BuildManifest {
       commit: meta.commit ?? null,
       kubernetesVersion: meta.kubernetesVersion,
     },
-    base: { url: meta.base.url, sha256: meta.base.sha256 },
+    base: { url: meta.base.url, sha256: meta.base.sha256, osFamily: meta.base.osFamily },
+    node: { selinux: meta.node.selinux, firewall: meta.node.firewall },
     config: { path: meta.config.path ?? null, sha256: meta.config.sha256 },
     playbook: { sha256: meta.playbookSha256 },
     build: {

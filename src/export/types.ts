@@ -20,7 +20,9 @@ export interface ExportMeta {
   /** Undefined outside a Git work tree. */
   commit: string | undefined;
   kubernetesVersion: string;
-  base: { url: string; sha256: string };
+  base: { url: string; sha256: string; osFamily: 'redhat' | 'debian' };
+  /** The node settings the image was built with; `kib verify` checks the image against them. */
+  node: { selinux: 'permissive' | 'enforcing'; firewall: boolean };
   /** Undefined path: the embedded default build definition. */
   config: { path: string | undefined; sha256: string };
   /** `hashTree` of the playbook directory. */

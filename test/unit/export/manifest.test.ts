@@ -11,12 +11,13 @@ const artifacts = [
 describe('buildManifest', () => {
   it('writes every section with its keys in a fixed order and artifacts sorted by file', () => {
     const manifest = buildManifest({ meta: sampleMeta, inventory: sampleInventory, finishedAt: '2026-09-01T10:07:00.000Z', exportMs: 4321, artifacts });
-    expect(Object.keys(manifest)).toEqual(['schemaVersion', 'tool', 'image', 'base', 'config', 'playbook', 'build', 'kubernetes', 'guest', 'artifacts']);
+    expect(Object.keys(manifest)).toEqual(['schemaVersion', 'tool', 'image', 'base', 'node', 'config', 'playbook', 'build', 'kubernetes', 'guest', 'artifacts']);
     expect(manifest).toEqual({
       schemaVersion: 1,
       tool: { name: 'kube-image-builder', version: '0.1.0' },
       image: { name: 'rocky-9', version: 'v0.3.0-2-gabc1234', commit: sampleMeta.commit, kubernetesVersion: '1.36.1' },
       base: sampleMeta.base,
+      node: { selinux: 'permissive', firewall: true },
       config: { path: '/repo/image.yaml', sha256: '1'.repeat(64) },
       playbook: { sha256: '2'.repeat(64) },
       build: {
