@@ -1,0 +1,83 @@
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, makeKibDirs, runKib } from '../../support/kib-cli.js';
+
+describe('kib CLI', () => {
+  let dirs: { root: string; env: Record<string, string> };
+  let scratch: string;
+
+  beforeAll(async () => {
+    dirs = await makeKibDirs();
+    scratch = await mkdtemp(join(tmpdir(), 'kib-cli-'));
+  });
+  afterAll(async () => {
+    await rm(dirs.root, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('--help lists every command and exits 0', async () => {
+    const result = await runKib(['--help']);
+    expect(result.exitCode).toBe(0);
+    for (const command of ['build', 'plan', 'fetch', 'lock', 'verify', 'doctor']) expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+  });
+
+  it('an unknown command or flag is a usage error (exit 2) that names it', async () => {
+    const unknown = await runKib(['frobnicate']);
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toContain('frobnicate');
+    const flag = await runKib(['plan', '--no-such-flag']);
+    expect(flag.exitCode).toBe(2);
+    expect(flag.stderr).toContain('--no-such-flag');
+  });
+
+  it('plan prints the resolved default build, its steps and cache keys, and changes nothing', async () => {
+    const result = await runKib(['plan', '--json'], { env: dirs.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const plan = JSON.parse(result.stdout) as { config: Record<string, any>; steps: { phase: string; cacheKey?: string }[]; cacheKeys: Record<string, string> };
+    expect(plan.config.base.osFamily).toBe('redhat');
+    expect(plan.config.kubernetes.version).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(plan.steps.map((s) => s.phase)).toEqual(expect.arrayContaining(['preflight', 'base', 'provision', 'export']));
+    for (const key of Object.values(plan.cacheKeys)) expect(key).toMatch(/^[0-9a-f]{64}$/);
+    const human = await runKib(['plan'], { env: dirs.env });
+    expect(human.exitCode).toBe(0);
+    expect(human.stdout).toContain('cache key');
+  });
+
+  it('a changed input changes its cache key and every key after it, not the ones before', async () => {
+    const config = join(scratch, 'k8s.yaml');
+    const baseline = JSON.parse((await runKib(['plan', '--json'], { env: dirs.env })).stdout) as { cacheKeys: Record<string, string> };
+    const original = await readFile(join(REPO_ROOT, 'image.yaml'), 'utf8');
+    // The copy lives elsewhere, so its relative playbook path is made absolute.
+    const copy = original.replace(/^(\s*playbook:\s*)playbook\/site\.yml/m, `$1${join(REPO_ROOT, 'playbook', 'site.yml')}`);
+    await writeFile(config, copy.replace(/^(\s*selinux:\s*)permissive/m, '$1enforcing'));
+    const changed = JSON.parse((await runKib(['plan', '--json', '--config', config], { env: dirs.env })).stdout) as { cacheKeys: Record<string, string> };
+    expect(changed.cacheKeys.base).toBe(baseline.cacheKeys.base);
+    expect(changed.cacheKeys['provision.disk']).toBe(baseline.cacheKeys['provision.disk']);
+    expect(changed.cacheKeys['provision.os']).not.toBe(baseline.cacheKeys['provision.os']);
+    expect(changed.cacheKeys.export).not.toBe(baseline.cacheKeys.export);
+  });
+
+  it('a bad build definition lists every problem with its path and exits 2', async () => {
+    const config = join(scratch, 'bad.yaml');
+    await writeFile(
+      config,
+      ['name: Bad Name!', 'base:', '  url: ""', '  osFamily: windows', 'kubernetes:', '  version: latest', 'disk:', '  size: lots', 'vm:', '  cpus: 0', 'colour: blue', ''].join('\n'),
+    );
+    const result = await runKib(['build', '--config', config], { env: dirs.env });
+    expect(result.exitCode).toBe(2);
+    for (const path of ['name', 'base.osFamily', 'kubernetes.version', 'disk.size', 'vm.cpus', 'colour']) expect(result.stderr).toContain(path);
+    expect(result.stderr).toContain('"lots"');
+    // Rejected before anything slow: no build directory was created.
+    await expect(readdir(join(dirs.env.KIB_STATE_DIR ?? '', 'builds'))).rejects.toThrow();
+  });
+
+  it('a YAML syntax error is reported with its line', async () => {
+    const config = join(scratch, 'syntax.yaml');
+    await writeFile(config, 'name: x\nbase: [unclosed\n');
+    const result = await runKib(['plan', '--config', config], { env: dirs.env });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/line 2|2:\d+/);
+  });
+});
