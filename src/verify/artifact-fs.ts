@@ -332,18 +332,21 @@ function debugfsReader(debugfsPath: string, rootPath: string, signal: AbortSigna
     }
     return result;
   };
+  const stat = async (path: string): Promise<ArtifactStat | undefined> => {
+    const { stdout, stderr } = await debugfs(`stat "${checkedPath(path)}"`);
+    if (DEBUGFS_NOT_FOUND.test(stderr)) return undefined;
+    return parseDebugfsStat(stdout);
+  };
   return {
-    async stat(path) {
-      const { stdout, stderr } = await debugfs(`stat "${checkedPath(path)}"`);
-      if (DEBUGFS_NOT_FOUND.test(stderr)) return undefined;
-      return parseDebugfsStat(stdout);
-    },
+    stat,
     async listDir(path) {
       const { stdout, stderr } = await debugfs(`ls -p "${checkedPath(path)}"`);
       if (DEBUGFS_NOT_FOUND.test(stderr)) return undefined;
       return parseDebugfsList(stdout);
     },
     async readFile(path) {
+      // debugfs would print a symlink's inode, not its target's content.
+      if ((await stat(path))?.type !== 'file') return undefined;
       const { stdout, stderr } = await debugfs(`cat "${checkedPath(path)}"`);
       if (DEBUGFS_NOT_FOUND.test(stderr)) return undefined;
       return stdout;

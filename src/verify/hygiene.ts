@@ -19,6 +19,8 @@ export interface ArtifactDirEntry {
 /**
  * A read-only view of the artifact's root filesystem, never booted. Paths are absolute inside the
  * image. Missing paths resolve to undefined rather than throwing; real read errors throw.
+ * Symlinks are reported, not followed (`readFile` of one is undefined): offline, a link's target
+ * may be absolute or point into another filesystem.
  * `openArtifactFs` (artifact-fs.ts) provides one over a disk image without mounting it.
  */
 export interface ArtifactFs {

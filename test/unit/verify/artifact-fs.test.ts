@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +42,9 @@ async function writeTree(root: string): Promise<void> {
     await mkdir(dirname(join(root, path)), { recursive: true });
     await writeFile(join(root, path), content);
   }
+  await mkdir(join(root, 'usr/lib'), { recursive: true });
+  await writeFile(join(root, 'usr/lib/os-release'), 'ID=rocky\n');
+  await symlink('../usr/lib/os-release', join(root, 'etc/os-release'));
   await mkdir(join(root, 'tmp'), { recursive: true });
   await mkdir(join(root, 'var/tmp'), { recursive: true });
 }
@@ -56,6 +59,8 @@ async function xfsProto(root: string): Promise<string> {
         lines.push(`${indent}${entry.name} d--755 0 0`);
         await walk(join(dir, entry.name), depth + 1);
         lines.push(`${indent}$`);
+      } else if (entry.isSymbolicLink()) {
+        lines.push(`${indent}${entry.name} l--777 0 0 ${await readlink(join(dir, entry.name))}`);
       } else {
         lines.push(`${indent}${entry.name} ---644 0 0 ${join(dir, entry.name)}`);
       }
@@ -137,7 +142,10 @@ describe.skipIf(skipReason !== undefined)(`openArtifactFs on real disk images${s
         expect(await fs.stat('/var/log/messages')).toEqual({ type: 'file', sizeBytes: 70_000 });
         expect((await fs.stat('/etc/ssh'))?.type).toBe('dir');
         expect(await fs.stat('/nope/x')).toBeUndefined();
-        expect((await fs.listDir('/etc'))?.map((e) => `${e.type} ${e.name}`).sort()).toEqual(['dir ssh', 'dir systemd', 'file hostname', 'file machine-id', 'file passwd']);
+        expect((await fs.listDir('/etc'))?.map((e) => `${e.type} ${e.name}`).sort()).toEqual(['dir ssh', 'dir systemd', 'file hostname', 'file machine-id', 'file passwd', 'symlink os-release']);
+        expect((await fs.stat('/etc/os-release'))?.type).toBe('symlink');
+        expect(await fs.readFile('/etc/os-release')).toBeUndefined();
+        expect(await fs.readFile('/usr/lib/os-release')).toBe('ID=rocky\n');
         expect(await fs.listDir('/var/lib/cloud/instances')).toBeUndefined();
       });
     }
