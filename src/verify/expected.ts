@@ -25,34 +25,27 @@ export type ExpectedOverrides = { [K in keyof ExpectedImage]?: ExpectedImage[K] 
 /** Provenance file the playbook writes into the image, KEY=value lines like os-release. */
 export const RELEASE_FILE_PATH = '/etc/kube-image-release';
 
-/**
- * Keys every image must carry in /etc/kube-image-release. They are the upper-cased names of the
- * kib_* variables the engine passes to the playbook, so the template is a plain mapping.
- */
-export const RELEASE_FILE_REQUIRED_KEYS = [
-  'KIB_IMAGE_NAME',
-  'KIB_IMAGE_VERSION',
-  'KIB_GIT_COMMIT',
-  'KIB_BUILD_DATE',
-  'KIB_KUBERNETES_VERSION',
-] as const;
+/** Keys every image must carry in /etc/kube-image-release (written by the playbook's release role). */
+export const RELEASE_FILE_REQUIRED_KEYS = ['IMAGE_NAME', 'IMAGE_VERSION', 'GIT_COMMIT', 'BUILD_DATE', 'KUBERNETES_VERSION'] as const;
 
 /** Keys read when present: they let verify work from the image alone, without manifest.json. */
 export const RELEASE_FILE_OPTIONAL_KEYS = [
-  'KIB_OS_FAMILY',
-  'KIB_BASE_SHA256',
-  'KIB_SELINUX',
-  'KIB_FIREWALL',
-  'KIB_KUBERNETES_INSTALLED',
-  'KIB_KUBERNETES_SKIPPED_REASON',
+  'BASE_IMAGE_URL',
+  'BASE_IMAGE_SHA256',
+  'OS_FAMILY',
+  'KUBERNETES_INSTALLED',
+  'KUBERNETES_SKIPPED_REASON',
+  'SELINUX',
+  'FIREWALL',
 ] as const;
 
 /** Node settings of the embedded default image.yaml, used when neither source states them. */
 const DEFAULT_NODE = { selinux: 'permissive', firewall: true } as const;
 
 /**
- * Parses KEY=value lines (os-release syntax: `#` comments, optional single or double quotes,
- * backslash escapes inside double quotes). Later keys win; malformed lines are ignored.
+ * Parses KEY=value lines as a POSIX shell would read the values (the playbook quotes them with
+ * Ansible's `quote`, e.g. `'it'"'"'s'`): single quotes, double quotes with backslash escapes, and
+ * bare backslashes. `#` lines are comments; later keys win; malformed lines are ignored.
  */
 export function parseReleaseFile(text: string): Record<string, string> {
   const values: Record<string, string> = {};
@@ -61,16 +54,50 @@ export function parseReleaseFile(text: string): Record<string, string> {
     if (line === '' || line.startsWith('#')) continue;
     const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
     if (match === null) continue;
-    const key = match[1] as string;
-    let value = (match[2] as string).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
-      value = value.slice(1, -1).replace(/\\(["\\$`])/g, '$1');
-    } else if (value.length >= 2 && value.startsWith("'") && value.endsWith("'")) {
-      value = value.slice(1, -1);
-    }
-    values[key] = value;
+    const value = unquoteShellWord(match[2] as string);
+    if (value !== undefined) values[match[1] as string] = value;
   }
   return values;
+}
+
+/** One shell word without expansion; undefined when the quoting is unbalanced. */
+function unquoteShellWord(word: string): string | undefined {
+  let out = '';
+  let i = 0;
+  while (i < word.length) {
+    const ch = word[i] as string;
+    if (ch === "'") {
+      const end = word.indexOf("'", i + 1);
+      if (end < 0) return undefined;
+      out += word.slice(i + 1, end);
+      i = end + 1;
+    } else if (ch === '"') {
+      i += 1;
+      for (;;) {
+        if (i >= word.length) return undefined;
+        const c = word[i] as string;
+        if (c === '"') break;
+        if (c === '\\' && i + 1 < word.length && '"\\$`'.includes(word[i + 1] as string)) {
+          out += word[i + 1];
+          i += 2;
+        } else {
+          out += c;
+          i += 1;
+        }
+      }
+      i += 1;
+    } else if (ch === '\\' && i + 1 < word.length) {
+      out += word[i + 1];
+      i += 2;
+    } else if (/\s/.test(ch)) {
+      // An unquoted blank ends the word (a trailing comment may follow).
+      break;
+    } else {
+      out += ch;
+      i += 1;
+    }
+  }
+  return out;
 }
 
 /**
@@ -111,19 +138,19 @@ export function expectedFromManifest(manifest: unknown, overrides: ExpectedOverr
 export function expectedFromRelease(text: string, overrides: ExpectedOverrides = {}): ExpectedImage {
   const values = parseReleaseFile(text);
   const found: Partial<ExpectedImage> = {};
-  const family = asOsFamily(values['KIB_OS_FAMILY']);
+  const family = asOsFamily(values['OS_FAMILY']);
   if (family !== undefined) found.osFamily = family;
-  const version = asVersion(values['KIB_KUBERNETES_VERSION']);
+  const version = asVersion(values['KUBERNETES_VERSION']);
   if (version !== undefined) found.kubernetesVersion = version;
-  const installed = asBooleanText(values['KIB_KUBERNETES_INSTALLED']);
+  const installed = asBooleanText(values['KUBERNETES_INSTALLED']);
   if (installed !== undefined) found.kubernetesInstalled = installed;
-  const reason = values['KIB_KUBERNETES_SKIPPED_REASON'];
+  const reason = values['KUBERNETES_SKIPPED_REASON'];
   if (reason !== undefined && reason !== '') found.kubernetesSkippedReason = reason;
-  const selinux = asSelinux(values['KIB_SELINUX']);
+  const selinux = asSelinux(values['SELINUX']);
   if (selinux !== undefined) found.selinux = selinux;
-  const firewall = asBooleanText(values['KIB_FIREWALL']);
+  const firewall = asBooleanText(values['FIREWALL']);
   if (firewall !== undefined) found.firewall = firewall;
-  const imageVersion = values['KIB_IMAGE_VERSION'];
+  const imageVersion = values['IMAGE_VERSION'];
   if (imageVersion !== undefined && imageVersion !== '') found.imageVersion = imageVersion;
   return completeExpected({ ...found, ...definedOnly(overrides) }, RELEASE_FILE_PATH);
 }

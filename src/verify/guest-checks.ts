@@ -62,13 +62,14 @@ export const KUBEADM_REQUIRED_PROGRAMS = ['ip', 'iptables', 'mount', 'nsenter'] 
 /** kubeadm preflight only warns without these, but CNI plugins and kube-proxy use them. */
 export const KUBEADM_OPTIONAL_PROGRAMS = ['conntrack', 'ebtables', 'ethtool', 'socat', 'tc', 'touch'] as const;
 
-/** image-builder's node sysctls (the ones its Goss spec asserts, plus the inotify limits it sets). */
+/** image-builder's node sysctls: the ones its Goss spec asserts, plus the congestion control and inotify limits it sets. */
 export const NODE_SYSCTLS: readonly (readonly [string, string])[] = [
   ['net.bridge.bridge-nf-call-iptables', '1'],
   ['net.bridge.bridge-nf-call-ip6tables', '1'],
   ['net.ipv4.ip_forward', '1'],
   ['net.ipv6.conf.all.forwarding', '1'],
   ['net.ipv6.conf.all.disable_ipv6', '0'],
+  ['net.ipv4.tcp_congestion_control', 'bbr'],
   ['vm.overcommit_memory', '1'],
   ['kernel.panic', '10'],
   ['kernel.panic_on_oops', '1'],
@@ -445,13 +446,13 @@ export function judgeReleaseFile(text: string, exitCode: number, e: ExpectedImag
   const missing = RELEASE_FILE_REQUIRED_KEYS.filter((key) => values[key] === undefined || values[key] === '');
   if (missing.length > 0) return { ok: false, detail: `missing ${missing.join(', ')}` };
   const problems: string[] = [];
-  const k8s = (values['KIB_KUBERNETES_VERSION'] ?? '').replace(/^v/, '');
-  if (k8s !== e.kubernetesVersion) problems.push(`KIB_KUBERNETES_VERSION=${k8s}, expected ${e.kubernetesVersion}`);
-  if (e.imageVersion !== undefined && values['KIB_IMAGE_VERSION'] !== e.imageVersion) {
-    problems.push(`KIB_IMAGE_VERSION=${String(values['KIB_IMAGE_VERSION'])}, expected ${e.imageVersion}`);
+  const k8s = (values['KUBERNETES_VERSION'] ?? '').replace(/^v/, '');
+  if (k8s !== e.kubernetesVersion) problems.push(`KUBERNETES_VERSION=${k8s}, expected ${e.kubernetesVersion}`);
+  if (e.imageVersion !== undefined && values['IMAGE_VERSION'] !== e.imageVersion) {
+    problems.push(`IMAGE_VERSION=${String(values['IMAGE_VERSION'])}, expected ${e.imageVersion}`);
   }
   if (problems.length > 0) return { ok: false, detail: problems.join('; ') };
-  return { ok: true, detail: `${String(values['KIB_IMAGE_NAME'])} ${String(values['KIB_IMAGE_VERSION'])}, Kubernetes ${k8s}` };
+  return { ok: true, detail: `${String(values['IMAGE_NAME'])} ${String(values['IMAGE_VERSION'])}, Kubernetes ${k8s}` };
 }
 
 export function judgeDiskGrowth(stdout: string, exitCode: number, e: ExpectedImage): CheckOutcome {

@@ -72,29 +72,33 @@ describe('expectedFromManifest', () => {
 });
 
 describe('the release file', () => {
+  // As the playbook's release role writes it: values through Ansible's `quote` (shell quoting).
   const text = [
-    '# written by kib',
-    'KIB_IMAGE_NAME=rocky-9',
-    'KIB_IMAGE_VERSION="v0.4.0"',
-    "KIB_OS_FAMILY='redhat'",
-    'KIB_KUBERNETES_VERSION=1.36.1',
-    'KIB_KUBERNETES_INSTALLED=false',
-    'KIB_KUBERNETES_SKIPPED_REASON="offline: \\"pkgs.k8s.io\\" unreachable"',
-    'KIB_SELINUX=enforcing',
-    'KIB_FIREWALL=no',
+    '# Managed by kube-image-builder',
+    'IMAGE_NAME=rocky-9',
+    "IMAGE_VERSION='v0.4.0'",
+    'OS_FAMILY=redhat',
+    'KUBERNETES_VERSION=1.36.1',
+    'KUBERNETES_INSTALLED=false',
+    `KUBERNETES_SKIPPED_REASON='the build VM can'"'"'t reach pkgs.k8s.io'`,
+    'SELINUX=enforcing',
+    'FIREWALL=false',
+    'GIT_COMMIT="abc\\"d"',
     'not a pair',
+    "BROKEN='unbalanced",
   ].join('\n');
 
-  it('parses os-release syntax', () => {
+  it('reads values the way a shell would', () => {
     expect(parseReleaseFile(text)).toEqual({
-      KIB_IMAGE_NAME: 'rocky-9',
-      KIB_IMAGE_VERSION: 'v0.4.0',
-      KIB_OS_FAMILY: 'redhat',
-      KIB_KUBERNETES_VERSION: '1.36.1',
-      KIB_KUBERNETES_INSTALLED: 'false',
-      KIB_KUBERNETES_SKIPPED_REASON: 'offline: "pkgs.k8s.io" unreachable',
-      KIB_SELINUX: 'enforcing',
-      KIB_FIREWALL: 'no',
+      IMAGE_NAME: 'rocky-9',
+      IMAGE_VERSION: 'v0.4.0',
+      OS_FAMILY: 'redhat',
+      KUBERNETES_VERSION: '1.36.1',
+      KUBERNETES_INSTALLED: 'false',
+      KUBERNETES_SKIPPED_REASON: "the build VM can't reach pkgs.k8s.io",
+      SELINUX: 'enforcing',
+      FIREWALL: 'false',
+      GIT_COMMIT: 'abc"d',
     });
   });
 
@@ -103,7 +107,7 @@ describe('the release file', () => {
       osFamily: 'redhat',
       kubernetesVersion: '1.36.1',
       kubernetesInstalled: false,
-      kubernetesSkippedReason: 'offline: "pkgs.k8s.io" unreachable',
+      kubernetesSkippedReason: "the build VM can't reach pkgs.k8s.io",
       selinux: 'enforcing',
       firewall: false,
       imageVersion: 'v0.4.0',

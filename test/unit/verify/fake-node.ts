@@ -330,6 +330,7 @@ export function goodRockyNode(): FakeNode {
       'net.ipv4.ip_forward': '1',
       'net.ipv6.conf.all.forwarding': '1',
       'net.ipv6.conf.all.disable_ipv6': '0',
+      'net.ipv4.tcp_congestion_control': 'bbr',
       'vm.overcommit_memory': '1',
       'kernel.panic': '10',
       'kernel.panic_on_oops': '1',
@@ -361,10 +362,13 @@ export function goodRockyNode(): FakeNode {
         '[connection]\nid=cloud-init eth0\nuuid=1dd9a779-d327-56e1-8454-c65e2556c12c\ntype=ethernet\n\n[ethernet]\nmac-address=52:54:00:12:34:56\n\n[ipv4]\nmethod=auto',
       '/etc/sysconfig/network-scripts/ifcfg-eth0': 'BOOTPROTO=dhcp\nDEVICE=eth0\nONBOOT=yes\nTYPE=Ethernet\nUSERCTL=no',
     },
+    // As the playbook's release role writes it (values through Ansible's `quote`).
     releaseFile:
-      'KIB_IMAGE_NAME=rocky-9\nKIB_IMAGE_VERSION=v0.4.0\nKIB_GIT_COMMIT=0123456789abcdef0123456789abcdef01234567\n' +
-      'KIB_BUILD_DATE=2026-11-21T10:00:00Z\nKIB_OS_FAMILY=redhat\nKIB_KUBERNETES_VERSION=1.36.1\nKIB_KUBERNETES_INSTALLED=true\n' +
-      'KIB_SELINUX=permissive\nKIB_FIREWALL=true\n',
+      "# Managed by kube-image-builder: what this image is and how it was built (shell-style KEY=value).\n" +
+      'IMAGE_NAME=rocky-9\nIMAGE_VERSION=v0.4.0\nGIT_COMMIT=0123456789abcdef0123456789abcdef01234567\n' +
+      "BUILD_DATE=2026-11-21T10:00:00Z\nBASE_IMAGE_URL=https://dl.rockylinux.org/pub/rocky/9.8/images/x86_64/Rocky-9-GenericCloud-Base-9.8-20260525.0.x86_64.qcow2\n" +
+      `BASE_IMAGE_SHA256=${'9'.repeat(64)}\nOS_FAMILY=redhat\nKUBERNETES_VERSION=1.36.1\nKUBERNETES_INSTALLED=true\nKUBERNETES_SKIPPED_REASON=''\n` +
+      'SELINUX=permissive\nFIREWALL=true\n',
     diskProbe:
       'root=/dev/vda4\ndisk=/dev/vda\nvda 23622320128 disk\nvda1 1048576 part\nvda2 104857600 part\nvda3 1048576000 part\nvda4 22467313664 part\nfs=22450536448\n',
     agent: agentAnswers('rocky', 'Rocky Linux 9.8 (Blue Onyx)'),
@@ -408,9 +412,9 @@ export function goodDebianOfflineNode(): FakeNode {
       '/etc/systemd/network/10-cloud-init-eth0.network': '[Match]\nMACAddress=52:54:00:12:34:56\nName=eth0\n\n[Network]\nDHCP=ipv4',
     },
     releaseFile:
-      'KIB_IMAGE_NAME=debian-12-test\nKIB_IMAGE_VERSION=0.0.0-dev+abc1234\nKIB_GIT_COMMIT=abc1234\nKIB_BUILD_DATE=2026-11-21T10:00:00Z\n' +
-      'KIB_OS_FAMILY=debian\nKIB_KUBERNETES_VERSION=1.36.1\nKIB_KUBERNETES_INSTALLED=false\n' +
-      'KIB_KUBERNETES_SKIPPED_REASON="pkgs.k8s.io is not reachable from the build VM"\n',
+      "IMAGE_NAME=debian-12-test\nIMAGE_VERSION=0.0.0-dev+abc1234\nGIT_COMMIT=abc1234\nBUILD_DATE=2026-11-21T10:00:00Z\n" +
+      "OS_FAMILY=debian\nKUBERNETES_VERSION=1.36.1\nKUBERNETES_INSTALLED=false\n" +
+      "KUBERNETES_SKIPPED_REASON='pkgs.k8s.io is not reachable from the build VM'\nSELINUX=none\nFIREWALL=true\n",
     diskProbe: 'root=/dev/vda3\ndisk=/dev/vda\nvda 2147483648 disk\nvda1 1048576 part\nvda2 66060288 part\nvda3 2079309312 part\nfs=2040000000\n',
     agent: agentAnswers('debian', 'Debian GNU/Linux 12 (bookworm)'),
   };

@@ -297,9 +297,10 @@ describe('broken Rocky nodes fail exactly the checks that see the defect', () =>
     {
       name: 'release file of another Kubernetes version',
       breakIt: (n) => {
-        n.releaseFile = n.releaseFile?.replace('KIB_KUBERNETES_VERSION=1.36.1', 'KIB_KUBERNETES_VERSION=1.36.0');
+        n.releaseFile = n.releaseFile?.replace('KUBERNETES_VERSION=1.36.1', 'KUBERNETES_VERSION=1.36.0');
       },
       fails: ['provenance/release-file'],
+      detail: ['provenance/release-file', /^KUBERNETES_VERSION=1\.36\.0, expected 1\.36\.1$/],
     },
     {
       name: 'root filesystem not grown',
