@@ -151,6 +151,15 @@ describe.skipIf(skipReason !== undefined)(`openArtifactFs on real disk images${s
     }
   }
 
+  for (const access of accesses) {
+    it(`reads a raw artifact (${access})`, async () => {
+      const work = await mkdtemp(join(dir, 'work-'));
+      await using fs = await openArtifactFs(join(dir, 'xfs.raw'), { workDir: work, format: 'raw', access });
+      expect(fs.filesystem).toBe('xfs');
+      expect(await fs.readFile('/etc/passwd')).toBe(TREE['etc/passwd']);
+    });
+  }
+
   for (const filesystem of ['ext4', 'xfs'] as const) {
     it(`runs the hygiene list on an ${filesystem} artifact and finds the build user's leftovers`, async () => {
       const work = await mkdtemp(join(dir, 'work-'));
