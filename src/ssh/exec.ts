@@ -88,7 +88,8 @@ export async function waitForCloudInit(target: SshTarget, options: SshWaitOption
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     probe: async (signal) => {
       const result = await sshExec(target, 'cloud-init status --wait --long', { signal, allowFailure: true });
-      const output = `${result.stdout}${result.stderr}`.trim();
+      // `--wait` prints a dot per poll before the report; keep only the report.
+      const output = `${result.stdout}${result.stderr}`.replace(/^\.+\n?/, '').trim();
       if (result.exitCode === 0 || result.exitCode === 2) return output;
       // The connection dropped (sshd restarted by cloud-init): ask again.
       if (result.exitCode === SSH_CONNECTION_FAILED) return undefined;
