@@ -49,10 +49,12 @@ export {
 export { hasFailures, renderCheckJson, renderCheckLines, runChecks, summarize, type CheckSummary, type RunChecksOptions } from './runner.js';
 export {
   ARTIFACT_FS_TOOLS,
+  ARTIFACT_FUSE_TOOLS,
   checkArtifactHygiene,
   detectFilesystem,
   openArtifactFs,
   parsePartitionTable,
+  qemuStorageDaemonFuseArgs,
   type CheckArtifactHygieneOptions,
   type OpenArtifactFsOptions,
   type OpenedArtifactFs,
