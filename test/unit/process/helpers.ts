@@ -59,12 +59,13 @@ export function tempDir(prefix: string): string {
 }
 
 /**
- * Compiles src/process and src/core to plain JavaScript in a temp dir, so that a separate Node
- * process (which cannot load TypeScript) can use the real module in exit-hook tests.
+ * Compiles src/process and src/core (and more folders when asked) to plain JavaScript in a temp
+ * dir, so that a separate Node process (which cannot load TypeScript) can use the real modules in
+ * exit-hook and orphan tests.
  */
-export function compileProcessModule(): string {
+export function compileProcessModule(extraFolders: readonly string[] = []): string {
   const out = tempDir('process-js');
-  for (const folder of ['src/process', 'src/core']) {
+  for (const folder of ['src/process', 'src/core', ...extraFolders]) {
     for (const file of readdirSync(join(repoRoot, folder))) {
       if (!file.endsWith('.ts')) continue;
       const source = readFileSync(join(repoRoot, folder, file), 'utf8');

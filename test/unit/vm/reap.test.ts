@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { isProcessRunning, run, spawnDaemon, type StartedDaemon } from '../../../src/process/index.js';
 import { reapOrphans } from '../../../src/vm/index.js';
 import { processStartTime } from '../../../src/vm/run-dir.js';
-import { program, tempDir, waitForMatch } from '../process/helpers.js';
+import { compileProcessModule, program, tempDir, waitForMatch, waitUntilGone } from '../process/helpers.js';
 
 /** The pid of a process that has come and gone. */
 async function deadPid(): Promise<number> {
@@ -37,7 +37,9 @@ describe('reapOrphans', () => {
     const state = tempDir('reap');
     const { dir, qemu } = await fakeRun(state, 'orphan-1', { pid: await deadPid(), startTime: undefined });
     expect(await reapOrphans(state)).toBe(1);
-    expect((await qemu.exited).signal).toBe('SIGTERM');
+    // QEMU handles SIGTERM and exits by itself ("terminating on signal 15").
+    await qemu.exited;
+    expect(qemu.isRunning()).toBe(false);
     expect(existsSync(dir)).toBe(false);
   });
 
@@ -80,5 +82,41 @@ describe('reapOrphans', () => {
 
   it('returns 0 when there is no runs dir', async () => {
     expect(await reapOrphans(tempDir('reap-empty'))).toBe(0);
+  });
+});
+
+describe('VMs of a kib that goes away', () => {
+  let compiled = '';
+  let blankDisk = '';
+  beforeAll(async () => {
+    compiled = compileProcessModule(['src/vm', 'src/report']);
+    blankDisk = join(tempDir('orphan-disk'), 'blank.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', blankDisk, '16M']);
+  });
+
+  it('are killed by the exit hook when kib exits without stopping them', async () => {
+    const state = tempDir('orphan-exit');
+    const result = await run(process.execPath, [program('start-vm.js'), compiled, state, blankDisk, '--exit'], { timeoutMs: 30_000 });
+    const [, pid, runDir] = /^vm (\d+) (\S+)$/m.exec(result.stdout) ?? [];
+    expect(Number(pid)).toBeGreaterThan(0);
+    expect(await waitUntilGone(Number(pid), 3_000)).toBe(true);
+    // Nothing stopped it properly, so its run dir is still there for the next kib to clean up.
+    expect(existsSync(runDir ?? '')).toBe(true);
+    expect(await reapOrphans(state)).toBe(0);
+    expect(existsSync(runDir ?? '')).toBe(false);
+  });
+
+  it('survive a SIGKILLed kib, and the next kib reaps them', async () => {
+    const state = tempDir('orphan-kill');
+    const child = spawnDaemon(process.execPath, [program('start-vm.js'), compiled, state, blankDisk], { stdoutFile: join(state, 'out.log') });
+    const line = await waitForMatch(join(state, 'out.log'), /^(vm \d+ \S+)$/m, 20_000);
+    const [, pid, runDir] = line.split(' ');
+    // SIGKILL to the kib process alone (not its group): no exit hook runs, QEMU lives on.
+    process.kill(child.pid, 'SIGKILL');
+    await child.exited;
+    expect(isProcessRunning(Number(pid))).toBe(true);
+    expect(await reapOrphans(state)).toBe(1);
+    expect(await waitUntilGone(Number(pid), 3_000)).toBe(true);
+    expect(existsSync(runDir ?? '')).toBe(false);
   });
 });
