@@ -25,7 +25,7 @@ export interface KibPlaybookVars {
   kib_build_date: string;
   kib_build_user: string;
   /** Where the guest inventory JSON is fetched to on this machine. */
-  kib_inventory_dest: string;
+  kib_inventory_local_path: string;
 }
 
 const SSH_OPTIONS = [

@@ -26,8 +26,8 @@ export interface ProvisionSpec {
   diskSizeBytes: number;
   vm: { cpus: number; memoryMiB: number; accelerator: 'kvm' | 'tcg'; firmware: 'bios' | 'uefi'; bootTimeoutMs: number };
   playbookPath: string;
-  /** kib_* variables (without kib_build_user and kib_inventory_dest, which are set here) plus provision.vars. */
-  vars: Omit<KibPlaybookVars, 'kib_build_user' | 'kib_inventory_dest'> & Record<string, unknown>;
+  /** kib_* variables (without kib_build_user and kib_inventory_local_path, which are set here) plus provision.vars. */
+  vars: Omit<KibPlaybookVars, 'kib_build_user' | 'kib_inventory_local_path'> & Record<string, unknown>;
 }
 
 export interface ProvisionResult {
@@ -102,7 +102,7 @@ export async function provisionImage(
   await runPlaybook({
     target,
     playbookPath: spec.playbookPath,
-    vars: { ...spec.vars, kib_build_user: BUILD_USER, kib_inventory_dest: inventoryDest },
+    vars: { ...spec.vars, kib_build_user: BUILD_USER, kib_inventory_local_path: inventoryDest },
     workDir,
     ansibleLogPath,
     signal,
