@@ -168,9 +168,13 @@ async function connectQmp(runDir: RunDir, daemon: StartedDaemon, signal: AbortSi
   const failed = daemon.exited.then(() => {
     throw new KibError('QEMU_EXITED', 'QEMU exited before its QMP socket answered');
   });
+  let onAbort: (() => void) | undefined;
   const cancelled = new Promise<never>((_resolve, reject) => {
-    signal?.addEventListener('abort', () => reject(new CancelledError('Starting the VM')), { once: true });
+    onAbort = () => reject(new CancelledError('Starting the VM'));
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
+  failed.catch(() => {});
+  cancelled.catch(() => {});
   try {
     return await Promise.race([connecting, failed, cancelled]);
   } catch (error) {
@@ -178,8 +182,7 @@ async function connectQmp(runDir: RunDir, daemon: StartedDaemon, signal: AbortSi
     connecting.then((client) => client.close()).catch(() => {});
     throw error;
   } finally {
-    failed.catch(() => {});
-    cancelled.catch(() => {});
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
 }
 
