@@ -15,7 +15,10 @@ export interface PushContainerDiskOptions {
   auth?: RegistryAuth;
   /** Talk plain HTTP to a registry that is not on loopback. */
   insecureHttp?: boolean;
-  /** Blobs larger than this are uploaded in PATCH chunks of this size; smaller ones in one PUT. */
+  /**
+   * Blobs larger than this are uploaded in PATCH chunks of this size; smaller ones in one PUT.
+   * `Infinity` uploads every blob in one PUT. Default 64 MiB.
+   */
   chunkSizeBytes?: number;
   signal?: AbortSignal;
   reporter?: Reporter;

@@ -103,10 +103,14 @@ export async function startArtifactServer(options: ArtifactServerOptions): Promi
     socket.on('close', () => connections.delete(socket));
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    // A client that hung up is not a protocol error worth a log line.
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
     // Malformed request lines (raw NUL bytes, bad header syntax) never reach the handler.
     reporter.emit({ type: 'log', source: 'serve', level: 'warn', line: `${socket.remoteAddress ?? '-'} rejected malformed request (${error.code ?? error.message}) 400` });
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
   await new Promise<void>((resolve, reject) => {
