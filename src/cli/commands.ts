@@ -2,8 +2,9 @@ import { buildCommand } from './cmd-build.js';
 import { fetchCommand, lockCommand, planCommand } from './cmd-config.js';
 import { doctorCommand } from './cmd-doctor.js';
 import { verifyCommand } from './cmd-verify.js';
+import { kubevirtCommand, pushCommand, serveCommand } from './cmd-deliver.js';
 import type { CommandDefinition } from './define.js';
 
 export type { CommandContext, CommandDefinition } from './define.js';
 
-export const COMMANDS: CommandDefinition[] = [buildCommand, planCommand, fetchCommand, lockCommand, verifyCommand, doctorCommand];
+export const COMMANDS: CommandDefinition[] = [buildCommand, planCommand, fetchCommand, lockCommand, verifyCommand, serveCommand, pushCommand, kubevirtCommand, doctorCommand];
