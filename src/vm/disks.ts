@@ -1,4 +1,5 @@
-import { isAbsolute, resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { KibError } from '../core/errors.js';
 import type { DiskImage } from '../core/types.js';
 import { run } from '../process/index.js';
@@ -50,6 +51,7 @@ export async function createOverlay(spec: OverlaySpec): Promise<DiskImage> {
     throw new KibError('DISK_FORMAT_MISMATCH', `${basePath} is ${base.format}, expected ${spec.baseFormat}`);
   }
   const grow = spec.sizeBytes !== undefined && spec.sizeBytes > base.virtualSizeBytes ? spec.sizeBytes : undefined;
+  await mkdir(dirname(spec.overlayPath), { recursive: true });
   await run('qemu-img', qemuImgOverlayArgs({ basePath, baseFormat: spec.baseFormat, overlayPath: spec.overlayPath, sizeBytes: grow }), {
     timeoutMs: 60_000,
     ...(spec.signal === undefined ? {} : { signal: spec.signal }),

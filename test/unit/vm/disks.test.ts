@@ -40,7 +40,7 @@ describe('createOverlay and qemuImgInfo', () => {
     const dir = tempDir('overlay');
     const basePath = join(dir, 'base.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', basePath, String(64 * MiB)]);
-    const overlayPath = join(dir, 'disk.qcow2');
+    const overlayPath = join(dir, 'work', 'disk.qcow2');
     const disk = await createOverlay({ basePath, baseFormat: 'qcow2', overlayPath, sizeBytes: 128 * MiB });
     expect(disk).toEqual({ path: overlayPath, format: 'qcow2', virtualSizeBytes: 128 * MiB });
     const info = await qemuImgInfo(overlayPath);
