@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, homedir, hostname, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -135,6 +135,39 @@ async function stopKibOrphans(stateDir) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Watches for QEMU processes that are not the benchmark's (their command lines do not mention its
+ * work directory) and for the load average: other VMs on a 2-core machine slow both builds, and
+ * the report says so rather than print inflated figures as if the machine had been quiet.
+ */
+function watchContention(workRoot) {
+  const foreign = new Set();
+  let maxForeign = 0;
+  let maxLoad = 0;
+  const sample = async () => {
+    const load = Number((await readFile('/proc/loadavg', 'utf8').catch(() => '0')).split(' ')[0]);
+    maxLoad = Math.max(maxLoad, load);
+    let count = 0;
+    for (const entry of await readdir('/proc').catch(() => [])) {
+      if (!/^\d+$/.test(entry)) continue;
+      const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
+      if (!cmdline.startsWith('qemu-system') && !cmdline.includes('/qemu-system')) continue;
+      if (cmdline.includes(workRoot)) continue;
+      foreign.add(Number(entry));
+      count += 1;
+    }
+    maxForeign = Math.max(maxForeign, count);
+  };
+  void sample();
+  const timer = setInterval(() => void sample(), 10_000);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { foreignQemuPids: [...foreign], maxForeignAtOnce: maxForeign, maxLoad1: maxLoad };
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
@@ -213,7 +246,9 @@ async function machineFacts(accelerator) {
  */
 async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, workDir, logDir, log }) {
   const outputDir = join(workDir, 'output');
-  const stateDir = join(logDir, 'kib-state');
+  // As short as it gets: QEMU's sockets and Ansible's SSH control sockets live deep inside it, and a
+  // unix socket path has at most 107 bytes. kib's build logs are copied to logDir afterwards.
+  const stateDir = join(dirname(workDir), 's');
   const definition = {
     name: spec.name,
     base: { url: basePath, ...(baseSha256 === undefined ? {} : { sha256: baseSha256 }), osFamily: spec.base.osFamily },
@@ -251,6 +286,7 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
   } finally {
     await new Promise((r) => events.end(r));
     await stopKibOrphans(stateDir);
+    await cp(join(stateDir, 'builds'), join(logDir, 'kib-builds'), { recursive: true }).catch(() => undefined);
   }
   await writeFile(join(logDir, 'kib-stdout.json'), result.stdout);
   const eventList = parseJsonLines(await readFile(eventsPath, 'utf8'));
@@ -262,7 +298,7 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
   }
   if (result.code !== 0 || parsed === undefined) {
     const errors = eventList.filter((e) => e.type === 'warning' || e.type === 'error').map((e) => e.message);
-    throw new Error(`kib build exited with ${result.code}${errors.length > 0 ? `: ${errors.slice(-3).join('; ')}` : ''}; events: ${eventsPath}, state: ${stateDir}`);
+    throw new Error(`kib build exited with ${result.code}${errors.length > 0 ? `: ${errors.slice(-3).join('; ')}` : ''}; events: ${eventsPath}, build logs: ${join(logDir, 'kib-builds')}`);
   }
   const qcow2 = (parsed.artifacts ?? []).find((a) => a.kind === 'qcow2' || String(a.path).endsWith('.qcow2'));
   const manifestPath = parsed.outputDir === undefined ? undefined : join(parsed.outputDir, 'manifest.json');
@@ -273,7 +309,7 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
     ...kibRows({ result: parsed, events: eventList, manifest, wallMs: result.wallMs }),
     artifact: qcow2 === undefined ? undefined : { path: qcow2.path, sizeBytes: qcow2.sizeBytes },
     acceleratorNote: accel,
-    buildLogDir: parsed.logDir,
+    buildLogDir: join(logDir, 'kib-builds'),
   };
 }
 
@@ -304,7 +340,9 @@ async function runPacker({ spec, basePath, baseSha256, accelerator, playbookPath
   }
   const prepMs = performance.now() - prepStarted;
 
-  const git = await gitVersion(spec.configDir);
+  // kib versions the image from the Git repository holding its definition; the bench's copy of the
+  // definition lives in the work directory, outside Git. Packer gets what kib gets from there.
+  const git = await gitVersion(dirname(workDir));
   const vars = {
     ...spec.provision.vars,
     kib_kubernetes_version: spec.kubernetes.version,
@@ -319,7 +357,7 @@ async function runPacker({ spec, basePath, baseSha256, accelerator, playbookPath
     kib_base_url: spec.base.url,
     kib_build_date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     kib_build_user: PACKER_USER,
-    kib_inventory_dest: join(workDir, 'inventory.json'),
+    kib_inventory_local_path: join(workDir, 'inventory.json'),
   };
   const varsFilePath = join(workDir, 'vars.json');
   await writeFile(varsFilePath, `${JSON.stringify(vars, null, 2)}\n`);
@@ -394,7 +432,7 @@ async function runPacker({ spec, basePath, baseSha256, accelerator, playbookPath
   }
   const artifactPath = join(outputDir, `${spec.name}.qcow2`);
   const size = await stat(artifactPath).then((s) => s.size).catch(() => undefined);
-  const inventoryDelivered = existsSync(vars.kib_inventory_dest);
+  const inventoryDelivered = existsSync(vars.kib_inventory_local_path);
   const handshakeTimeouts = countSshHandshakeTimeouts(await readFile(packerLog, 'utf8').catch(() => ''));
   return { ...timing, packerLog, artifact: size === undefined ? undefined : { path: artifactPath, sizeBytes: size }, inventoryDelivered, handshakeTimeouts };
 }
@@ -468,7 +506,8 @@ async function main() {
 
   const logDir = join(stateRoot(), 'bench', new Date().toISOString().replace(/[:.]/g, '-'));
   await mkdir(logDir, { recursive: true });
-  const workRoot = await mkdtemp(join(tmpdir(), 'kib-bench-'));
+  // A short name: kib's state directory (with unix sockets deep inside) lives in it.
+  const workRoot = await mkdtemp(join(tmpdir(), 'kb-'));
   let stopping = false;
   const onSignal = (sig) => {
     if (stopping) return;
@@ -481,6 +520,7 @@ async function main() {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const contention = watchContention(workRoot);
   const common = { spec, basePath, baseSha256: actualSha256, accelerator, playbookPath, logDir, log };
   const sides = values.only === undefined ? (values.order === 'kib-first' ? ['kib', 'packer'] : ['packer', 'kib']) : [values.only];
   /** @type {{kib?: any, packer?: any}} */
@@ -506,8 +546,12 @@ async function main() {
   }
 
   const facts = await machineFacts(accelerator);
+  facts.contention = contention.stop();
   const report = renderReport({ commandLine, facts, spec, basePath, baseSha256: actualSha256, playbookPath, outcome, failures, logDir, kept: values.keep ? workRoot : undefined });
   process.stdout.write(report);
+  // Everything the table was made from, to check or re-derive figures later.
+  await writeFile(join(logDir, 'bench-result.json'), `${JSON.stringify({ facts, outcome, failures }, (key, value) => (key === 'lines' ? undefined : value), 2)}\n`);
+  await writeFile(join(logDir, 'report.txt'), report);
   if (values.results !== undefined) {
     const resultsPath = resolve(process.cwd(), values.results);
     await mkdir(dirname(resultsPath), { recursive: true });
@@ -523,6 +567,10 @@ function renderReport({ commandLine, facts, spec, basePath, baseSha256, playbook
   out.push(`kib vs Packer benchmark — ${new Date().toISOString()}`);
   out.push(`command:     ${commandLine}`);
   out.push(`machine:     ${facts.nproc} CPUs (${facts.cpu}), ${facts.memory}, kernel ${facts.kernel}, accelerator ${facts.accelerator}`);
+  const c = facts.contention;
+  out.push(
+    `contention:  highest 1-min load average ${c.maxLoad1.toFixed(2)}; ${c.foreignQemuPids.length === 0 ? 'no other QEMU ran during the run' : `${c.foreignQemuPids.length} other QEMU process(es) ran during the run (up to ${c.maxForeignAtOnce} at once) — figures are inflated and not comparable between the two sides`}`,
+  );
   out.push(`tools:       ${facts.packer}; ${facts.qemu}; ${facts.ansible}; node ${facts.node}; kib ${facts.kibCommit}`);
   out.push(`base:        ${basePath} (sha256 ${baseSha256})`);
   out.push(`playbook:    ${playbookPath}`);
@@ -542,7 +590,7 @@ function renderReport({ commandLine, facts, spec, basePath, baseSha256, playbook
   if (outcome.packer?.handshakeTimeouts > 0) {
     notes.push(`packer: ${outcome.packer.handshakeTimeouts} SSH attempt(s) made while the guest was still booting hung for Packer's fixed 60 s handshake timeout (part of its boot→ssh)`);
   }
-  if (outcome.packer !== undefined && !outcome.packer.inventoryDelivered) notes.push('packer: the playbook did not deliver the guest inventory (kib_inventory_dest) — check packer-ansible.log');
+  if (outcome.packer !== undefined && !outcome.packer.inventoryDelivered) notes.push('packer: the playbook did not deliver the guest inventory (kib_inventory_local_path) — check packer-ansible.log');
   if (notes.length > 0) {
     out.push('');
     out.push('notes:');
