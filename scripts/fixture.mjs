@@ -446,6 +446,16 @@ async function buildEntry(dir, recipe, key, paths, lock, { env, log, signal }) {
       : `the newest cached one (${path.basename(previous.dir)}) differs: ${diffRecipes(previous.recipe, recipe).join('; ')}`;
   log(`fixture: building ${path.basename(paths.entryDir)} (recipe ${key.slice(0, 16)}); ${why}`);
 
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw Object.assign(
+      new Error(
+        `The Debian fixture image ${paths.imagePath} is not built yet, and building it needs root ` +
+          '(mmdebstrap, and mkfs.ext4 -d reading every file with its owner). Build it once into this cache: ' +
+          `sudo env KIB_CACHE_DIR=${path.dirname(paths.fixturesDir)} npm run fixture — later runs reuse it.`,
+      ),
+      { code: 'FIXTURE_NEEDS_ROOT' },
+    );
+  }
   const started = Date.now();
   const tempDir = path.join(paths.fixturesDir, `${paths.tempPrefix}${randomBytes(6).toString('hex')}`);
   await mkdir(tempDir);
