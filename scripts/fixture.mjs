@@ -299,49 +299,52 @@ async function runBuildScript(buildScript, outDir, paths, lock, { env, log, sign
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  // Listen before the first await: a build that fails at once may close before it.
+  const exited = new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal]));
+  });
+  exited.catch(() => {}); // awaited below; this only keeps an early spawn error from counting as unhandled
+  const forward = (stream) => {
+    let pending = '';
+    const emit = (line) => {
+      logFile.write(`${line}\n`);
+      tail.push(line);
+      if (tail.length > 40) tail.shift();
+      log(line);
+    };
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      lines.forEach(emit);
+    });
+    stream.on('end', () => {
+      if (pending !== '') emit(pending);
+    });
+  };
+  forward(child.stdout);
+  forward(child.stderr);
+
   const pgid = child.pid;
   // A test runner that exits abruptly must not leave a build running.
   const killOnExit = () => {
     try {
-      process.kill(-pgid, 'SIGKILL');
+      if (pgid !== undefined) process.kill(-pgid, 'SIGKILL');
     } catch {
       // already gone
     }
   };
+  const stop = () => {
+    if (pgid !== undefined) void stopGroup(pgid);
+  };
   process.on('exit', killOnExit);
-  const onAbort = () => void stopGroup(pgid);
-  signal?.addEventListener('abort', onAbort, { once: true });
+  signal?.addEventListener('abort', stop, { once: true });
+  const timer = setTimeout(stop, BUILD_TIMEOUT_MS);
   try {
     if (pgid !== undefined) await lock.setBuildGroup(pgid);
-    const forward = (stream) => {
-      let pending = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        pending += chunk;
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          logFile.write(`${line}\n`);
-          tail.push(line);
-          if (tail.length > 40) tail.shift();
-          log(line);
-        }
-      });
-      stream.on('end', () => {
-        if (pending !== '') {
-          logFile.write(`${pending}\n`);
-          tail.push(pending);
-          log(pending);
-        }
-      });
-    };
-    forward(child.stdout);
-    forward(child.stderr);
-    const timer = setTimeout(() => void stopGroup(pgid), BUILD_TIMEOUT_MS);
-    const [code, sig] = await new Promise((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal]));
-    }).finally(() => clearTimeout(timer));
+    const [code, sig] = await exited;
     if (signal?.aborted) throw signal.reason;
     if (code !== 0) {
       const how = sig === null ? `exited with ${code}` : `was killed by ${sig}`;
@@ -351,7 +354,8 @@ async function runBuildScript(buildScript, outDir, paths, lock, { env, log, sign
       );
     }
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', stop);
     process.off('exit', killOnExit);
     await new Promise((resolve) => logFile.end(resolve));
   }
