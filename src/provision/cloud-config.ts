@@ -23,7 +23,9 @@ export function renderBuildMetaData(options: { instanceId: string; hostname: str
 /**
  * The last command of a build, run as root in the guest: remove the build user (which the
  * playbook could not delete while logged in as it), trim free space so the exported image is
- * small, and power off. The power-off is detached so the SSH session can end cleanly.
+ * small, and power off. `systemctl --no-block poweroff` only queues the shutdown, so the command
+ * returns before the SSH session is torn down; anything left running in the background here would
+ * be killed with the session before it acted.
  */
 export function renderFinalSealScript(user: string): string {
   return [
@@ -33,8 +35,7 @@ export function renderFinalSealScript(user: string): string {
     'rm -rf /var/lib/kib /tmp/* /var/tmp/* /root/.ansible 2>/dev/null || true',
     'fstrim --all --verbose || true',
     'sync',
-    'systemd-run --no-block --on-active=2 /bin/systemctl poweroff >/dev/null 2>&1 || (sleep 2 && poweroff) >/dev/null 2>&1 &',
-    'exit 0',
+    'systemctl --no-block poweroff',
     '',
   ].join('\n');
 }

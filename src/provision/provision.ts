@@ -115,8 +115,17 @@ export async function provisionImage(
 
   step('removing the build user, trimming free space and powering off');
   const sealStarted = performance.now();
-  await sshExec(target, 'sudo /bin/sh -s', { input: renderFinalSealScript(BUILD_USER), timeoutMs: 300_000, signal, allowFailure: true });
-  await vm.waitForExit({ timeoutMs: 180_000, signal });
+  const sealed = await sshExec(target, 'sudo /bin/sh -s', { input: renderFinalSealScript(BUILD_USER), timeoutMs: 600_000, signal, allowFailure: true });
+  for (const line of `${sealed.stdout}\n${sealed.stderr}`.split('\n')) if (line.trim() !== '') reporter.emit({ type: 'log', source: 'seal', line });
+  try {
+    await vm.waitForExit({ timeoutMs: 120_000, signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    // The guest did not power off by itself: press the ACPI power button, so the disk is still
+    // shut down cleanly, before giving up.
+    reporter.emit({ type: 'warning', message: 'the build VM did not power off after sealing; sending an ACPI power-down' });
+    await vm.powerDown({ timeoutMs: 180_000, signal });
+  }
   const sealMs = performance.now() - sealStarted;
   throwIfAborted(signal, 'The build');
 
