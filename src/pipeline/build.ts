@@ -61,6 +61,9 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     if (reaped > 0) reporter.emit({ type: 'warning', message: `stopped ${reaped} QEMU process(es) left behind by an earlier kib that was killed` });
     const accelerator = await detectAccelerator(spec.vm.accelerator);
     reporter.emit({ type: 'step', phase: 'preflight', message: `accelerator: ${accelerator.accelerator} (${accelerator.reason})` });
+    if (accelerator.accelerator === 'tcg' && spec.vm.accelerator === 'auto') {
+      reporter.emit({ type: 'warning', message: 'no working KVM on this machine: the build VM runs under software emulation (TCG), which works but is several times slower' });
+    }
     const version = await describeGitVersion(options.repoDir);
     reporter.emit({ type: 'step', phase: 'preflight', message: `image version ${version.version}` });
     return { accelerator, version };

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, makeKibDirs, runKib } from '../../support/kib-cli.js';
+import { REPO_ROOT, makeKibDirs, runKib, startKib } from '../../support/kib-cli.js';
 
 describe('kib CLI', () => {
   let dirs: { root: string; env: Record<string, string> };
@@ -79,5 +79,19 @@ describe('kib CLI', () => {
     const result = await runKib(['plan', '--config', config], { env: dirs.env });
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/line 2|2:\d+/);
+  });
+
+  it('the default Rocky build fails fast when the mirror is unreachable, naming the URL and --base', async (context) => {
+    const started = Date.now();
+    const { child, done } = startKib(['fetch', '--log-format', 'json'], { env: dirs.env });
+    // With a network the download would start; this test is about machines without one.
+    const timer = setTimeout(() => child.kill('SIGINT'), 20_000);
+    const result = await done;
+    clearTimeout(timer);
+    if (result.exitCode === 0 || result.exitCode === 130) context.skip('the Rocky mirror is reachable from this machine');
+    expect(result.exitCode).toBe(1);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(result.stderr).toContain('https://dl.rockylinux.org/');
+    expect(result.stderr).toContain('--base');
   });
 });
