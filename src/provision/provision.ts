@@ -1,4 +1,5 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancelledError, ProvisionError, throwIfAborted } from '../core/errors.js';
 import type { BaseImage, DiskImage } from '../core/types.js';
@@ -148,15 +149,35 @@ export async function runPlaybook(options: {
   signal: AbortSignal;
   reporter: Reporter;
 }): Promise<void> {
-  const { workDir, reporter, signal } = options;
+  const { workDir } = options;
   const ansibleDir = join(workDir, 'ansible');
-  await mkdir(join(ansibleDir, 'cp'), { recursive: true });
+  await mkdir(ansibleDir, { recursive: true });
+  // SSH's control socket path must fit a Unix socket address (108 bytes); the work dir may be deep.
+  const controlPathDir = await mkdtemp(join(tmpdir(), 'kib-cp-'));
+  try {
+    await runPlaybookIn({ ...options, ansibleDir, controlPathDir });
+  } finally {
+    await rm(controlPathDir, { recursive: true, force: true });
+  }
+}
+
+async function runPlaybookIn(options: {
+  target: SshTarget;
+  playbookPath: string;
+  vars: Record<string, unknown>;
+  ansibleDir: string;
+  controlPathDir: string;
+  ansibleLogPath: string;
+  signal: AbortSignal;
+  reporter: Reporter;
+}): Promise<void> {
+  const { ansibleDir, reporter, signal } = options;
   const inventoryPath = join(ansibleDir, 'inventory.ini');
   const varsFilePath = join(ansibleDir, 'vars.json');
   const configPath = join(ansibleDir, 'ansible.cfg');
   await writeFile(inventoryPath, renderInventory(options.target));
   await writeFile(varsFilePath, `${JSON.stringify(options.vars, null, 2)}\n`);
-  await writeFile(configPath, renderAnsibleConfig({ logPath: options.ansibleLogPath, controlPathDir: join(ansibleDir, 'cp') }));
+  await writeFile(configPath, renderAnsibleConfig({ logPath: options.ansibleLogPath, controlPathDir: options.controlPathDir }));
   const env = ansibleEnv(configPath);
 
   const listing = await run('ansible-playbook', ansiblePlaybookArgs({ inventoryPath, playbookPath: options.playbookPath, varsFilePath, listTasks: true }), {
