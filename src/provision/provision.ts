@@ -5,7 +5,7 @@ import { CancelledError, ProvisionError, throwIfAborted } from '../core/errors.j
 import type { BaseImage, DiskImage } from '../core/types.js';
 import type { Reporter } from '../report/events.js';
 import { run } from '../process/index.js';
-import { generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
+import { generateKeyPair, openSshMaster, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
 import { createNoCloudSeed, createOverlay, startVm } from '../vm/index.js';
 import {
   AnsibleOutputTracker,
@@ -97,6 +97,10 @@ export async function provisionImage(
   await waitForCloudInit(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal });
   const cloudInitMs = performance.now() - cloudInitStarted;
 
+  // Opened before the playbook: after the seal role removes the SSH host keys, sshd accepts no new
+  // connection, and the final step still needs a root shell.
+  await using master = await openSshMaster(target, { signal });
+
   const playbookStarted = performance.now();
   const ansibleLogPath = join(logDir, 'ansible.log');
   const inventoryDest = join(workDir, 'inventory.json');
@@ -116,8 +120,15 @@ export async function provisionImage(
 
   step('removing the build user, trimming free space and powering off');
   const sealStarted = performance.now();
-  const sealed = await sshExec(target, 'sudo /bin/sh -s', { input: renderFinalSealScript(BUILD_USER), timeoutMs: 600_000, signal, allowFailure: true });
+  const sealed = await sshExec(master.target, 'sudo /bin/sh -s', { input: renderFinalSealScript(BUILD_USER), timeoutMs: 600_000, signal, allowFailure: true });
   for (const line of `${sealed.stdout}\n${sealed.stderr}`.split('\n')) if (line.trim() !== '') reporter.emit({ type: 'log', source: 'seal', line });
+  if (sealed.exitCode !== 0 && sealed.exitCode !== 255) {
+    throw new ProvisionError(`The final seal step (remove the build user, fstrim, power off) exited with code ${sealed.exitCode}: ${sealed.stderr.trim()}`, undefined, ansibleLogPath);
+  }
+  if (sealed.exitCode === 255 && !/trimmed/.test(sealed.stdout)) {
+    // 255 is ssh's own failure; once the power-off has started it may also just be the connection closing.
+    throw new ProvisionError(`Could not run the final seal step over SSH: ${sealed.stderr.trim()}`, undefined, ansibleLogPath);
+  }
   try {
     await vm.waitForExit({ timeoutMs: 120_000, signal });
   } catch (error) {

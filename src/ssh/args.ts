@@ -4,6 +4,8 @@ export interface SshTarget {
   port: number;
   user: string;
   privateKeyPath: string;
+  /** A master connection's socket (openSshMaster): commands ride on it instead of logging in anew. */
+  controlPath?: string;
 }
 
 /** Seconds ssh waits for the TCP connection and banner; sshd under emulation can be slow to answer. */
@@ -33,6 +35,7 @@ export function sshOptionArgs(target: SshTarget): string[] {
     'ServerAliveCountMax=4',
     '-i',
     target.privateKeyPath,
+    ...(target.controlPath === undefined ? [] : ['-o', `ControlPath=${target.controlPath}`, '-o', 'ControlMaster=no']),
   ];
 }
 
