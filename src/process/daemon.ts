@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
-import { CommandError } from '../core/errors.js';
 import { registerGroup, signalGroup, unregisterGroup } from './registry.js';
-import { minimalEnv } from './run.js';
+import { minimalEnv, spawnError } from './run.js';
 
 export interface DaemonOptions {
   cwd?: string;
@@ -71,7 +70,7 @@ export function spawnDaemon(command: string, args: readonly string[], options: D
       detached: true,
     });
   } catch (error) {
-    throw daemonSpawnError(argv, error);
+    throw spawnError(argv, error);
   } finally {
     // The child has its own copies of the descriptors now.
     if (typeof stdoutFd === 'number') closeSync(stdoutFd);
@@ -82,7 +81,7 @@ export function spawnDaemon(command: string, args: readonly string[], options: D
   if (pid === undefined) {
     // Node reports the reason on the next tick; without a listener that event would crash us.
     child.on('error', () => {});
-    throw daemonSpawnError(argv, new Error(`spawn ${command} failed: not found or not executable`));
+    throw spawnError(argv, new Error(`spawn ${command} failed: not found or not executable`));
   }
   registerGroup(pid);
   child.unref();
@@ -160,7 +159,8 @@ async function raceExit(work: Promise<void>, exited: Promise<DaemonExit>, ms: nu
   }
 }
 
-async function exitsWithin(exited: Promise<DaemonExit>, ms: number): Promise<boolean> {
+/** True when the process exits within `ms`; false when the time runs out first. */
+export async function exitsWithin(exited: Promise<DaemonExit>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -174,15 +174,3 @@ async function exitsWithin(exited: Promise<DaemonExit>, ms: number): Promise<boo
   }
 }
 
-function daemonSpawnError(argv: readonly string[], error: unknown): CommandError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return new CommandError({
-    command: argv,
-    exitCode: null,
-    signal: null,
-    reason: 'spawn',
-    stderrTail: error instanceof Error ? error.message : String(error),
-    ...(code === undefined || code === 'ENOENT' ? { hint: `'${argv[0] ?? ''}' is not installed or not on PATH` } : {}),
-    cause: error,
-  });
-}

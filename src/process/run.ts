@@ -207,8 +207,9 @@ export async function run(command: string, args: readonly string[], options: Run
   });
 }
 
-function spawnError(argv: readonly string[], error: unknown): CommandError {
-  const code = (error as NodeJS.ErrnoException).code;
+/** The CommandError for a program that could not be started, with a hint when it is missing. */
+export function spawnError(argv: readonly string[], error: unknown): CommandError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const program = argv[0] ?? '';
   return new CommandError({
     command: argv,
@@ -216,7 +217,7 @@ function spawnError(argv: readonly string[], error: unknown): CommandError {
     signal: null,
     reason: 'spawn',
     stderrTail: error instanceof Error ? error.message : String(error),
-    ...(code === 'ENOENT' ? { hint: `'${program}' is not installed or not on PATH` } : {}),
+    ...(code === undefined || code === 'ENOENT' ? { hint: `'${program}' is not installed or not on PATH` } : {}),
     cause: error,
   });
 }

@@ -1,7 +1,7 @@
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledError, KibError, TimeoutError, VmExitedError } from '../core/errors.js';
-import { lastLines, spawnDaemon, type DaemonExit, type StartedDaemon } from '../process/index.js';
+import { exitsWithin, lastLines, spawnDaemon, type DaemonExit, type StartedDaemon } from '../process/index.js';
 import { silentReporter, type Reporter } from '../report/events.js';
 import { detectAccelerator } from './accelerator.js';
 import { FileFollower, readConsoleTail } from './console.js';
@@ -343,19 +343,5 @@ class RunningVm implements StartedVm {
 
   #log(line: string, level: 'debug' | 'info' | 'warn' = 'info'): void {
     this.#reporter.emit({ type: 'log', source: 'vm', line, level });
-  }
-}
-
-async function exitsWithin(exited: Promise<DaemonExit>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      exited.then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
