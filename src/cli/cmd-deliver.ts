@@ -57,7 +57,7 @@ export const pushCommand = defineCommand({
   async action(parsed, context) {
     const [artifact, reference, ...extra] = parsed.positionals;
     if (artifact === undefined || reference === undefined || extra.length > 0) {
-      throw new UsageError('kib push takes ARTIFACT and REF', 'Example: kib push output/<stem>/<stem>.containerdisk.tar registry.example.com/images/rocky-9:v1.37.1');
+      throw new UsageError('kib push takes ARTIFACT and REF', 'Example: kib push output/<stem>/<stem>.containerdisk.tar registry.example.com/images/rocky-9:v1.36.1');
     }
     const username = stringOption(parsed.values, 'username');
     let password = context.env.KIB_REGISTRY_PASSWORD;

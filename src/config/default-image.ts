@@ -24,8 +24,10 @@ base:
   osFamily: redhat
 
 kubernetes:
-  # The one Kubernetes release in the image, exactly MAJOR.MINOR.PATCH.
-  version: 1.37.1
+  # The one Kubernetes release in the image, exactly MAJOR.MINOR.PATCH. 1.36.1 is the newest
+  # release whose companion packages (cri-tools, kubernetes-cni) are confirmed from public sources;
+  # a newer series needs its entry in playbook/roles/kubernetes/defaults/main.yml.
+  version: 1.36.1
   # required: fail when the Kubernetes packages cannot be installed.
   packages: required
 

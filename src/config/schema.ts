@@ -25,7 +25,7 @@ export const MAX_NAME_LENGTH = 63;
 /** Variables with this prefix are set by kib itself (see the playbook contract). */
 export const RESERVED_VAR_PREFIX = 'kib_';
 
-const EXAMPLE_VERSION = '1.37.1';
+const EXAMPLE_VERSION = '1.36.1';
 const NAME_PATTERN = /^[a-z0-9][a-z0-9.-]*$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const VERSION_PATTERN = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
