@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { open, readFile, rm, stat as statPath, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat as statPath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledError, KibError } from '../core/errors.js';
 import { checkTools, findTool, lastLines, run, spawnDaemon, type StartedDaemon, type ToolNeed } from '../process/index.js';
@@ -144,6 +144,7 @@ export async function openArtifactFs(imagePath: string, options: OpenArtifactFsO
   const qemuImg = toolPath(ARTIFACT_FS_TOOLS['qemu-img']);
   const headPath = join(options.workDir, 'artifact-head.raw');
   const rootPath = join(options.workDir, 'artifact-root.raw');
+  await mkdir(options.workDir, { recursive: true });
   let exposed: ExposedPartition | undefined;
   try {
     const head = await readRange(qemuImg, imagePath, format, 0, 1024 * 1024, headPath, signal);
