@@ -354,7 +354,8 @@ async function runPacker({ spec, basePath, baseSha256, accelerator, playbookPath
     kib_image_version: git.version,
     kib_git_commit: git.commit,
     kib_base_sha256: baseSha256,
-    kib_base_url: spec.base.url,
+    // What kib passes: the location it was given (here the bench's copy).
+    kib_base_url: basePath,
     kib_build_date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     kib_build_user: PACKER_USER,
     kib_inventory_local_path: join(workDir, 'inventory.json'),
@@ -495,19 +496,24 @@ async function main() {
     provision: { playbook: described.provision.playbook, vars: described.provision.vars ?? {} },
   };
   const playbookPath = values.playbook === undefined ? spec.provision.playbook : resolve(process.cwd(), values.playbook);
-  const basePath = resolve(spec.configDir, localBasePath(spec.base.url));
-  // Hashing also warms the page cache, so neither build is the one that reads the base from disk first.
-  log(`base: ${basePath}: hashing`);
-  const actualSha256 = await sha256File(basePath);
-  if (spec.base.sha256 !== null && spec.base.sha256 !== actualSha256) {
-    throw new Error(`${basePath} has sha256 ${actualSha256}, the definition pins ${spec.base.sha256}`);
-  }
+  const sourceBasePath = resolve(spec.configDir, localBasePath(spec.base.url));
   const accelerator = await resolveAccelerator(spec.vm.accelerator);
 
   const logDir = join(stateRoot(), 'bench', new Date().toISOString().replace(/[:.]/g, '-'));
   await mkdir(logDir, { recursive: true });
   // A short name: kib's state directory (with unix sockets deep inside) lives in it.
   const workRoot = await mkdtemp(join(tmpdir(), 'kb-'));
+  // Both builds read one private copy: the base can be a link that moves while the bench runs (the
+  // fixture link follows its recipe), and the two sides must start from the same bytes. Not timed;
+  // the copy and the hash also warm the page cache, so neither build reads the base from disk first.
+  const basePath = join(workRoot, 'base.qcow2');
+  log(`base: copying ${sourceBasePath} to ${basePath} and hashing it`);
+  await copyFile(sourceBasePath, basePath);
+  const actualSha256 = await sha256File(basePath);
+  if (spec.base.sha256 !== null && spec.base.sha256 !== actualSha256) {
+    await rm(workRoot, { recursive: true, force: true });
+    throw new Error(`${sourceBasePath} has sha256 ${actualSha256}, the definition pins ${spec.base.sha256}`);
+  }
   let stopping = false;
   const onSignal = (sig) => {
     if (stopping) return;
@@ -547,7 +553,7 @@ async function main() {
 
   const facts = await machineFacts(accelerator);
   facts.contention = contention.stop();
-  const report = renderReport({ commandLine, facts, spec, basePath, baseSha256: actualSha256, playbookPath, outcome, failures, logDir, kept: values.keep ? workRoot : undefined });
+  const report = renderReport({ commandLine, facts, spec, basePath: sourceBasePath, baseSha256: actualSha256, playbookPath, outcome, failures, logDir, kept: values.keep ? workRoot : undefined });
   process.stdout.write(report);
   // Everything the table was made from, to check or re-derive figures later.
   await writeFile(join(logDir, 'bench-result.json'), `${JSON.stringify({ facts, outcome, failures }, (key, value) => (key === 'lines' ? undefined : value), 2)}\n`);

@@ -231,7 +231,8 @@ export function formatSeconds(ms) {
 }
 
 export function formatRatio(a, b) {
-  if (a === undefined || b === undefined || b <= 0) return '—';
+  // Below a second (the "other" row, mostly) a ratio says more about timer noise than about the tools.
+  if (a === undefined || b === undefined || b < 1000) return '—';
   return (a / b).toFixed(2);
 }
 

@@ -116,6 +116,7 @@ test('the table shows ratios and dashes', () => {
   assert.match(table, /boot→ssh\s+40\.0 s\s+50\.0 s\s+0\.80/);
   assert.match(table, /cloud-init wait\s+—\s+—\s+—/);
   assert.match(table, /total \(wall\)\s+100\.0 s\s+200\.0 s\s+0\.50/);
+  assert.match(renderTable({ other: 800 }, { other: 40 }), /other\s+0\.8 s\s+0\.0 s\s+—/);
 });
 
 test('handshake timeouts are counted from the raw Packer log', () => {
