@@ -79,15 +79,6 @@ describe('kib build (offline Debian 12 test base)', () => {
     expect(report.results.find((r) => r.id.includes('grow'))?.status).toBe('pass');
   });
 
-  it('boots with UEFI (OVMF) from a ConfigDrive seed, as the Cluster API KubeVirt provider delivers its data', async () => {
-    const qcow2 = build.artifacts.find((a) => a.kind === 'qcow2')?.path ?? '';
-    const result = await runKib(['verify', qcow2, '--firmware', 'uefi', '--seed', 'configdrive', '--skip-hygiene', '--json'], { env: dirs.env });
-    const report = JSON.parse(result.stdout) as { results: { id: string; status: string; detail: string }[] };
-    const failures = report.results.filter((r) => r.status === 'fail');
-    expect(failures, JSON.stringify(failures, null, 2)).toEqual([]);
-    expect(result.exitCode).toBe(0);
-    expect(report.results.find((r) => r.id === 'cloud-init/status')?.status).toBe('pass');
-  });
 });
 
 describe('kib build is interrupted or refused cleanly', () => {
