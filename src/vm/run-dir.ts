@@ -1,8 +1,9 @@
+import { stateDir as resolveStateDir } from '../core/dirs.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { homedir, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KibError } from '../core/errors.js';
 import { isProcessRunning } from '../process/index.js';
@@ -31,12 +32,8 @@ export const QEMU_PID_FILE = 'qemu.pid';
 /** sun_path holds 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH_BYTES = 107;
 
-/** `$KIB_STATE_DIR`, else `$XDG_STATE_HOME/kube-image-builder`, else `~/.local/state/kube-image-builder`. */
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.KIB_STATE_DIR !== undefined && env.KIB_STATE_DIR !== '') return env.KIB_STATE_DIR;
-  if (env.XDG_STATE_HOME !== undefined && env.XDG_STATE_HOME !== '') return join(env.XDG_STATE_HOME, 'kube-image-builder');
-  return join(homedir(), '.local', 'state', 'kube-image-builder');
-}
+/** Where run dirs go when the caller names no state dir: the same place as build logs. */
+export const defaultStateDir = resolveStateDir;
 
 /** Creates `<state>/runs/<vm-id>/` with owner.json; the VM's pidfile, sockets and logs go there. */
 export async function createRunDir(stateDir: string, vmName: string, consoleLogPath?: string): Promise<RunDir> {
