@@ -1,4 +1,9 @@
-/** Splits a text stream into lines; a final line without a newline is delivered by flush(). */
+/**
+ * Splits a text stream into lines at `\n`, `\r\n` and a lone `\r` (progress meters such as
+ * qemu-img's `-p` redraw one line with `\r`, so each redraw is delivered as it happens). A `\r`
+ * at the end of a chunk waits for the next one, in case it is half of a `\r\n`. A final line
+ * without a terminator is delivered by flush().
+ */
 export class LineSplitter {
   #pending = '';
   readonly #onLine: (line: string) => void;
@@ -8,13 +13,14 @@ export class LineSplitter {
   }
 
   push(text: string): void {
-    const parts = (this.#pending + text).split('\n');
+    const parts = (this.#pending + text).split(/\r\n|\n|\r(?!$)/);
     this.#pending = parts.pop() ?? '';
-    for (const part of parts) this.#onLine(part.endsWith('\r') ? part.slice(0, -1) : part);
+    for (const part of parts) this.#onLine(part);
   }
 
   flush(): void {
-    if (this.#pending !== '') this.#onLine(this.#pending);
+    const last = this.#pending.endsWith('\r') ? this.#pending.slice(0, -1) : this.#pending;
+    if (last !== '') this.#onLine(last);
     this.#pending = '';
   }
 }
