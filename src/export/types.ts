@@ -1,14 +1,7 @@
-/**
- * What the export phase is handed besides the disk. The guest inventory mirrors the JSON the
- * playbook writes to /var/lib/kib/inventory.json; provisioning parses it, export only reads it.
- */
-export interface GuestInventory {
-  os: { id: string; versionId: string; prettyName: string };
-  packages: readonly { name: string; version: string; arch: string; manager: 'rpm' | 'dpkg' }[];
-  binaries: readonly { name: string; path: string; version: string; sha256: string }[];
-  images: readonly { ref: string; digest: string }[];
-  kubernetes: { installed: boolean; skippedReason: string | null; version: string | null };
-}
+import type { GuestInventory } from '../core/inventory.js';
+
+/** The guest inventory is defined (and parsed) in src/core/inventory.ts; export only reads it. */
+export type { GuestInventory };
 
 /** Facts about the build that end up in manifest.json, the SBOM and the containerDisk labels. */
 export interface ExportMeta {

@@ -17,7 +17,7 @@ import {
   type KibPlaybookVars,
 } from './ansible.js';
 import { renderBuildMetaData, renderBuildUserData, renderFinalSealScript } from './cloud-config.js';
-import { parseGuestInventory, type GuestInventory } from './inventory.js';
+import { parseGuestInventory, type GuestInventory } from '../core/inventory.js';
 
 export const BUILD_USER = 'kib';
 

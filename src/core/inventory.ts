@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KibError } from '../core/errors.js';
+import { KibError } from './errors.js';
 
 /**
  * What the playbook reports about the guest before sealing (/var/lib/kib/inventory.json):
