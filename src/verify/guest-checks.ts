@@ -364,6 +364,19 @@ export const guestChecks: readonly Check[] = [
     interpret: (result) => judgeCloudInitStatus(result.stdout, result.exitCode),
   }),
   commandCheck({
+    id: 'cloud-init/stages',
+    title: 'every cloud-init boot stage ran (init-local, init, modules-config, modules-final)',
+    // `status` says done even when systemd dropped a stage's unit; status.json records each one.
+    command: 'cat /run/cloud-init/status.json',
+    interpret: (result) => judgeCloudInitStages(result.stdout, result.exitCode),
+  }),
+  commandCheck({
+    id: 'services/no-ordering-cycle',
+    title: 'systemd found no ordering cycle at boot (it would have dropped a unit to break it)',
+    command: "journalctl --boot --output=cat --no-pager | grep -i -e 'ordering cycle' -e 'to break ordering cycle' || true",
+    interpret: (result) => judgeOrderingCycles(result.stdout),
+  }),
+  commandCheck({
     id: 'cloud-init/datasources',
     title: 'cloud-init looks for NoCloud and ConfigDrive',
     command: 'cat /run/cloud-init/ds-identify.log',
@@ -438,6 +451,34 @@ export function judgeCloudInitStatus(stdout: string, exitCode: number): CheckOut
   }
   if (status.status === 'error') return { ok: false, detail: `error${status.extendedStatus === undefined ? '' : ` (${status.extendedStatus})`}${detail}` };
   return { ok: false, detail: `status ${status.status}${exitCode === 0 ? '' : `, exit code ${exitCode}`}${detail}` };
+}
+
+/** The stages /run/cloud-init/status.json reports on, in boot order. */
+export const CLOUD_INIT_STAGES = ['init-local', 'init', 'modules-config', 'modules-final'] as const;
+
+/**
+ * Each stage must have finished. A stage whose unit systemd never started (an ordering cycle,
+ * a disabled unit) has no finish time, and its modules (host keys, users, growpart) never ran.
+ */
+export function judgeCloudInitStages(stdout: string, exitCode: number): CheckOutcome {
+  if (exitCode !== 0) return { ok: false, detail: '/run/cloud-init/status.json is missing: cloud-init did not run' };
+  let v1: Record<string, { finished?: unknown; errors?: unknown } | null | undefined>;
+  try {
+    v1 = (JSON.parse(stdout) as { v1?: typeof v1 }).v1 ?? {};
+  } catch {
+    return { ok: false, detail: '/run/cloud-init/status.json is not JSON' };
+  }
+  const missing = CLOUD_INIT_STAGES.filter((stage) => typeof v1[stage]?.finished !== 'number');
+  if (missing.length > 0) return { ok: false, detail: `never finished: ${missing.join(', ')} (see the console log for the unit systemd skipped)` };
+  return { ok: true, detail: CLOUD_INIT_STAGES.join(', ') };
+}
+
+/** Lines in which systemd reports an ordering cycle; any is a failure, quoted. */
+export function judgeOrderingCycles(stdout: string): CheckOutcome {
+  const lines = stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+  if (lines.length === 0) return { ok: true, detail: 'none in this boot\'s journal' };
+  const dropped = lines.filter((line) => /deleted to break ordering cycle/i.test(line));
+  return { ok: false, detail: clip((dropped.length > 0 ? dropped : lines).join('; '), 400) };
 }
 
 export function judgeReleaseFile(text: string, exitCode: number, e: ExpectedImage): CheckOutcome {

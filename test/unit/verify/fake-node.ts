@@ -32,6 +32,10 @@ export interface FakeNode {
   containerdDump: string;
   cloudInit: { stdout: string; exitCode: number };
   dsIdentifyLog: string | undefined;
+  /** /run/cloud-init/status.json; undefined = cloud-init never ran. */
+  cloudInitStatusJson: string | undefined;
+  /** Lines of this boot's journal that mention an ordering cycle. */
+  orderingCycleLines: string;
   jinja2: string | undefined;
   adminGroup: boolean;
   networkFiles: Record<string, string>;
@@ -39,6 +43,22 @@ export interface FakeNode {
   diskProbe: string;
   /** Guest-agent answers; an Error is thrown as the agent's error. */
   agent: Record<string, unknown>;
+}
+
+/** /run/cloud-init/status.json as cloud-init 22.4–24.x writes it; `skipped` stages never started. */
+export function cloudInitStatusJson(datasource: string, skipped: readonly string[] = []): string {
+  const stage = (name: string, at: number): { errors: string[]; finished: number | null; start: number | null } =>
+    skipped.includes(name) ? { errors: [], finished: null, start: null } : { errors: [], finished: at + 0.8, start: at };
+  return JSON.stringify({
+    v1: {
+      datasource,
+      init: stage('init', 1763726413.1),
+      'init-local': stage('init-local', 1763726405.2),
+      'modules-config': stage('modules-config', 1763726424.5),
+      'modules-final': stage('modules-final', 1763726431.9),
+      stage: null,
+    },
+  }, null, 1);
 }
 
 const ok = (stdout: string): CommandResult => ({ exitCode: 0, stdout: stdout.endsWith('\n') || stdout === '' ? stdout : `${stdout}\n`, stderr: '' });
@@ -129,6 +149,8 @@ const routes: Route[] = [
           ),
   ],
   [/^cloud-init status --wait --long$/, (n) => ({ exitCode: n.cloudInit.exitCode, stdout: n.cloudInit.stdout, stderr: '' })],
+  [/^cat \/run\/cloud-init\/status\.json$/, (n) => (n.cloudInitStatusJson === undefined ? failed(1, 'cat: /run/cloud-init/status.json: No such file or directory\n') : ok(n.cloudInitStatusJson))],
+  [/^journalctl --boot --output=cat --no-pager \| grep -i/, (n) => ok(n.orderingCycleLines)],
   [/^cat \/run\/cloud-init\/ds-identify\.log$/, (n) => (n.dsIdentifyLog === undefined ? failed(1, 'cat: /run/cloud-init/ds-identify.log: No such file or directory\n') : ok(n.dsIdentifyLog))],
   [/^python3 -c 'import jinja2/, (n) => (n.jinja2 === undefined ? failed(1, "ModuleNotFoundError: No module named 'jinja2'\n") : ok(n.jinja2))],
   [/^getent group admin$/, (n) => (n.adminGroup ? ok('admin:x:1001:capk') : failed(2, ''))],
@@ -355,6 +377,8 @@ export function goodRockyNode(): FakeNode {
       '/etc/cloud/cloud.cfg.d/90-kib-datasources.cfg set datasource_list: [ NoCloud, ConfigDrive, None ]\n' +
       'DMI_PRODUCT_NAME=Standard PC (Q35 + ICH9, 2009)\nFS_LABELS=cidata,boot,root\nDSNAME=\nDSLIST=NoCloud ConfigDrive None\nMODE=search\n' +
       'Found single datasource: NoCloud\n[up 2.60s] returning 0\n',
+    cloudInitStatusJson: cloudInitStatusJson('DataSourceNoCloud [seed=/dev/vdb]'),
+    orderingCycleLines: '',
     jinja2: '3.1.2',
     adminGroup: true,
     networkFiles: {
@@ -405,6 +429,8 @@ export function goodDebianOfflineNode(): FakeNode {
     containerdDump: containerd1Dump('registry.k8s.io/pause:3.6', true),
     cloudInit: { stdout: 'status: done\ntime: Sat, 21 Nov 2026 12:00:05 +0000\ndetail:\nDataSourceNoCloud [seed=/dev/vdb][dsmode=net]\n', exitCode: 0 },
     dsIdentifyLog: '[up 1.90s] ds-identify\nDSNAME=\nDSLIST=NoCloud ConfigDrive None\nMODE=search\n',
+    cloudInitStatusJson: cloudInitStatusJson('DataSourceNoCloud [seed=/dev/vdb][dsmode=net]'),
+    orderingCycleLines: '',
     jinja2: '3.1.2',
     adminGroup: true,
     networkFiles: {

@@ -8,7 +8,7 @@ import {
 } from '../../../src/verify/guest-checks.js';
 import { hasFailures, runChecks } from '../../../src/verify/runner.js';
 import type { CheckResult } from '../../../src/verify/check.js';
-import { containerd2Dump, fakeContext, goodDebianOfflineNode, goodRockyNode, type FakeNode } from './fake-node.js';
+import { cloudInitStatusJson, containerd2Dump, fakeContext, goodDebianOfflineNode, goodRockyNode, type FakeNode } from './fake-node.js';
 
 const rockyExpected: ExpectedImage = {
   osFamily: 'redhat',
@@ -256,6 +256,29 @@ describe('broken Rocky nodes fail exactly the checks that see the defect', () =>
         n.cgroupFs = 'tmpfs';
       },
       fails: ['kernel/cgroup-v2'],
+    },
+    {
+      // Seen on Debian with firewalld: systemd dropped cloud-init.service (the network stage), so
+      // no host keys were made and sshd could not start, while `cloud-init status` said done.
+      name: 'systemd broke an ordering cycle by dropping cloud-init.service',
+      breakIt: (n) => {
+        n.cloudInitStatusJson = cloudInitStatusJson('DataSourceNoCloud [seed=/dev/vdb][dsmode=net]', ['init']);
+        n.orderingCycleLines = [
+          'dbus.service: Found ordering cycle on sysinit.target/start',
+          'dbus.service: Found dependency on firewalld.service/start',
+          'dbus.service: Job cloud-init.service/start deleted to break ordering cycle starting with dbus.service/start',
+        ].join('\n');
+      },
+      fails: ['cloud-init/stages', 'services/no-ordering-cycle'],
+      detail: ['services/no-ordering-cycle', /Job cloud-init\.service\/start deleted to break ordering cycle/],
+    },
+    {
+      name: 'cloud-init never ran',
+      breakIt: (n) => {
+        n.cloudInitStatusJson = undefined;
+      },
+      fails: ['cloud-init/stages'],
+      detail: ['cloud-init/stages', /did not run/],
     },
     {
       name: 'ConfigDrive missing from the datasource list',
