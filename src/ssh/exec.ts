@@ -35,6 +35,25 @@ export interface SshWaitOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   intervalMs?: number;
+  /**
+   * Called every `stillWaitingEveryMs` (30 s) while the wait goes on, with the time waited and
+   * the last error the probe saw, so a slow boot is visibly alive rather than silent.
+   */
+  onStillWaiting?: (elapsedMs: number, lastError: string) => void;
+  stillWaitingEveryMs?: number;
+}
+
+/** Runs `body` while calling options.onStillWaiting on a timer; the timer ends with it. */
+async function withHeartbeat<T>(options: SshWaitOptions, lastError: () => string, body: () => Promise<T>): Promise<T> {
+  const { onStillWaiting } = options;
+  if (onStillWaiting === undefined) return await body();
+  const started = performance.now();
+  const timer = setInterval(() => onStillWaiting(performance.now() - started, lastError()), options.stillWaitingEveryMs ?? 30_000);
+  try {
+    return await body();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /**
@@ -44,7 +63,7 @@ export interface SshWaitOptions {
 export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Promise<void> {
   let lastFailure = '';
   try {
-    await waitForReady({
+    await withHeartbeat(options, () => lastFailure, () => waitForReady({
       what: `SSH login as ${target.user} on ${target.host}:${target.port}`,
       vm: options.vm,
       timeoutMs: options.timeoutMs,
@@ -58,11 +77,14 @@ export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Pr
           return undefined;
         } catch (error) {
           // A hung handshake (sshd still starting) is worth another try; anything else is not.
-          if (error instanceof CommandError && error.reason === 'timeout') return undefined;
+          if (error instanceof CommandError && error.reason === 'timeout') {
+            lastFailure = 'the SSH handshake timed out';
+            return undefined;
+          }
           throw error;
         }
       },
-    });
+    }));
   } catch (error) {
     if (error instanceof KibError && error.code === 'TIMEOUT' && lastFailure !== '') {
       throw new KibError(error.code, `${error.message}; last ssh error: ${lastFailure}`, {
@@ -80,7 +102,8 @@ export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Pr
  * with cloud-init's own report.
  */
 export async function waitForCloudInit(target: SshTarget, options: SshWaitOptions): Promise<string> {
-  return await waitForReady({
+  let lastFailure = 'cloud-init is still running';
+  return await withHeartbeat(options, () => lastFailure, () => waitForReady({
     what: `cloud-init to finish in the VM on ${target.host}:${target.port}`,
     vm: options.vm,
     timeoutMs: options.timeoutMs,
@@ -92,12 +115,15 @@ export async function waitForCloudInit(target: SshTarget, options: SshWaitOption
       const output = `${result.stdout}${result.stderr}`.replace(/^\.+\n?/, '').trim();
       if (result.exitCode === 0 || result.exitCode === 2) return output;
       // The connection dropped (sshd restarted by cloud-init): ask again.
-      if (result.exitCode === SSH_CONNECTION_FAILED) return undefined;
+      if (result.exitCode === SSH_CONNECTION_FAILED) {
+        lastFailure = result.stderr.trim() || 'the SSH connection dropped';
+        return undefined;
+      }
       throw new KibError('CLOUD_INIT_FAILED', `cloud-init reported an error in the VM (exit ${result.exitCode}):\n${output}`, {
         hint: 'See /var/log/cloud-init.log and /var/log/cloud-init-output.log in the guest, or the serial console log.',
       });
     },
-  });
+  }));
 }
 
 /** Copies one file out of the guest; the local file appears only when complete. */
@@ -118,4 +144,12 @@ export async function copyFromGuest(
     await rm(partial, { force: true });
     throw error;
   }
+}
+
+/** "still waiting for SSH (1 min 30 s; last: Connection reset by peer)" for progress views. */
+export function stillWaitingMessage(what: string, elapsedMs: number, lastError: string): string {
+  const seconds = Math.round(elapsedMs / 1000);
+  const elapsed = seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+  const last = lastError.split('\n').filter((line) => line.trim() !== '').at(-1);
+  return `still waiting for ${what} (${elapsed}${last === undefined ? '' : `; last: ${last.trim().slice(0, 160)}`})`;
 }

@@ -5,6 +5,7 @@ export {
   sshExec,
   waitForSsh,
   waitForCloudInit,
+  stillWaitingMessage,
   copyFromGuest,
   SSH_CONNECTION_FAILED,
   type SshExecOptions,

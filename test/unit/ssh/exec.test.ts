@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CommandError, TimeoutError, VmExitedError } from '../../../src/core/errors.js';
 import type { DaemonExit } from '../../../src/process/index.js';
-import { generateKeyPair, sshExec, waitForSsh, type SshTarget } from '../../../src/ssh/index.js';
+import { generateKeyPair, sshExec, stillWaitingMessage, waitForSsh, type SshTarget } from '../../../src/ssh/index.js';
 import { allocateLoopbackPort, readConsoleTail, type WatchedVm } from '../../../src/vm/index.js';
 import { tempDir } from '../process/helpers.js';
 
@@ -52,6 +52,28 @@ describe('waitForSsh', () => {
     expect(error).toMatchObject({ code: 'TIMEOUT' });
     expect((error as Error).message).toContain(`SSH login as kib on 127.0.0.1:${t.port} did not happen`);
     expect((error as Error).message).toContain('Connection refused');
+  });
+
+  it('reports that it is still waiting, with the time waited and the last ssh error, and stops reporting when done', async () => {
+    const t = await target();
+    const beats: string[] = [];
+    await waitForSsh(t, {
+      vm: undefined,
+      timeoutMs: 1_700,
+      intervalMs: 100,
+      stillWaitingEveryMs: 500,
+      onStillWaiting: (ms, last) => beats.push(stillWaitingMessage('SSH', ms, last)),
+    }).catch(() => undefined);
+    const count = beats.length;
+    expect(count).toBeGreaterThanOrEqual(2);
+    expect(beats[0]).toMatch(/^still waiting for SSH \(\d+ s; last: .*Connection refused/);
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(beats).toHaveLength(count);
+  });
+
+  it('formats minutes in the still-waiting message and keeps only the last line of the error', () => {
+    expect(stillWaitingMessage('cloud-init', 95_000, 'line one\nConnection reset by peer\n')).toBe('still waiting for cloud-init (1 min 35 s; last: Connection reset by peer)');
+    expect(stillWaitingMessage('SSH', 30_400, '')).toBe('still waiting for SSH (30 s)');
   });
 
   it('gives up on a handshake that hangs when the deadline comes, without waiting for ssh', async () => {
