@@ -81,6 +81,12 @@ export function asRoot(command: string): string {
 export const skipUnlessKubernetes = (e: ExpectedImage): string | undefined =>
   e.kubernetesInstalled ? undefined : `Kubernetes packages are not in this image: ${e.kubernetesSkippedReason ?? 'no reason recorded'}`;
 
+/** containerd and runc sit behind the same package-source gate as the Kubernetes packages. */
+export const skipUnlessRuntime = (e: ExpectedImage): string | undefined =>
+  e.kubernetesInstalled
+    ? undefined
+    : `containerd and runc are installed only together with the Kubernetes packages (one package-source gate), which are not in this image: ${e.kubernetesSkippedReason ?? 'no reason recorded'}`;
+
 export const onlyRedhat = (e: ExpectedImage): string | undefined =>
   e.osFamily === 'redhat' ? undefined : `does not apply to the ${e.osFamily} family`;
 

@@ -11,6 +11,7 @@ import {
   serviceState,
   shellQuote,
   skipUnlessKubernetes,
+  skipUnlessRuntime,
   sysctl,
   type Check,
   type CheckOutcome,
@@ -136,12 +137,14 @@ export const guestChecks: readonly Check[] = [
   commandCheck({
     id: 'runtime/containerd-version',
     title: 'containerd runs and reports its version',
+    appliesTo: skipUnlessRuntime,
     command: 'containerd --version',
     expect: { stdout: /^containerd \S+ v?\d+\.\d+\.\d+/ },
   }),
   commandCheck({
     id: 'runtime/runc-version',
     title: 'runc runs and reports its version',
+    appliesTo: skipUnlessRuntime,
     command: 'runc --version',
     expect: { stdout: /^runc version \d+\.\d+\.\d+/ },
   }),
@@ -162,6 +165,7 @@ export const guestChecks: readonly Check[] = [
   commandCheck({
     id: 'runtime/systemd-cgroup',
     title: 'containerd runs containers with the systemd cgroup driver',
+    appliesTo: skipUnlessRuntime,
     command: 'containerd config dump',
     interpret: (result) => {
       if (result.exitCode !== 0) return { ok: false, detail: `containerd config dump failed${failureText(result)}` };
@@ -172,7 +176,7 @@ export const guestChecks: readonly Check[] = [
   }),
 
   // ── services
-  serviceState('containerd', 'containerd', { active: 'active', enabled: 'enabled' }),
+  serviceState('containerd', 'containerd', { active: 'active', enabled: 'enabled' }, { appliesTo: skipUnlessRuntime }),
   serviceState('kubelet', 'kubelet', { active: 'inactive', enabled: 'enabled' }, { appliesTo: skipUnlessKubernetes }),
   serviceState('qemu-guest-agent', 'qemu-guest-agent', { active: 'active' }),
   serviceState('chrony', (e) => (e.osFamily === 'redhat' ? 'chronyd' : 'chrony'), { active: 'active', enabled: 'enabled' }),
@@ -373,7 +377,8 @@ export const guestChecks: readonly Check[] = [
   commandCheck({
     id: 'services/no-ordering-cycle',
     title: 'systemd found no ordering cycle at boot (it would have dropped a unit to break it)',
-    command: "journalctl --boot --output=cat --no-pager | grep -i -e 'ordering cycle' -e 'to break ordering cycle' || true",
+    // Only systemd's own messages (_PID=1): sudo logs this very command line, pattern included.
+    command: "journalctl --boot _PID=1 --output=cat --no-pager | grep -i 'ordering cycle' || true",
     interpret: (result) => judgeOrderingCycles(result.stdout),
   }),
   commandCheck({

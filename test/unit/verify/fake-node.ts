@@ -15,8 +15,9 @@ export interface FakeNode {
   kubelet: string | undefined;
   kubectl: string | undefined;
   crictl: string | undefined;
-  containerdVersionLine: string;
-  runcVersionLine: string;
+  /** undefined = not installed (an offline build skips the runtime with the Kubernetes packages). */
+  containerdVersionLine: string | undefined;
+  runcVersionLine: string | undefined;
   packages: Record<string, string>;
   services: Record<string, { load: string; active: string; sub: string; file: string }>;
   modulesLoaded: string[];
@@ -93,11 +94,11 @@ const routes: Route[] = [
       return version === undefined ? failed(1, `dpkg-query: no packages found matching ${name}\n`) : ok(`${name} ${version} ii `);
     },
   ],
-  [/^containerd --version$/, (n) => ok(n.containerdVersionLine)],
-  [/^runc --version$/, (n) => ok(n.runcVersionLine)],
+  [/^containerd --version$/, (n) => (n.containerdVersionLine === undefined ? notFound('containerd') : ok(n.containerdVersionLine))],
+  [/^runc --version$/, (n) => (n.runcVersionLine === undefined ? notFound('runc') : ok(n.runcVersionLine))],
   [/^crictl --version$/, (n) => (n.crictl === undefined ? notFound('crictl') : ok(`crictl version ${n.crictl}`))],
   [/^crictl ps$/, (n) => (n.crictl === undefined ? notFound('crictl') : ok('CONTAINER           IMAGE               CREATED             STATE               NAME                ATTEMPT             POD ID              POD'))],
-  [/^containerd config dump$/, (n) => ok(n.containerdDump)],
+  [/^containerd config dump$/, (n) => (n.containerdVersionLine === undefined ? notFound('containerd') : ok(n.containerdDump))],
   [
     /^systemctl show --no-pager .* (\S+)$/,
     (n, m) => {
@@ -150,7 +151,7 @@ const routes: Route[] = [
   ],
   [/^cloud-init status --wait --long$/, (n) => ({ exitCode: n.cloudInit.exitCode, stdout: n.cloudInit.stdout, stderr: '' })],
   [/^cat \/run\/cloud-init\/status\.json$/, (n) => (n.cloudInitStatusJson === undefined ? failed(1, 'cat: /run/cloud-init/status.json: No such file or directory\n') : ok(n.cloudInitStatusJson))],
-  [/^journalctl --boot --output=cat --no-pager \| grep -i/, (n) => ok(n.orderingCycleLines)],
+  [/^journalctl --boot _PID=1 --output=cat --no-pager \| grep -i/, (n) => ok(n.orderingCycleLines)],
   [/^cat \/run\/cloud-init\/ds-identify\.log$/, (n) => (n.dsIdentifyLog === undefined ? failed(1, 'cat: /run/cloud-init/ds-identify.log: No such file or directory\n') : ok(n.dsIdentifyLog))],
   [/^python3 -c 'import jinja2/, (n) => (n.jinja2 === undefined ? failed(1, "ModuleNotFoundError: No module named 'jinja2'\n") : ok(n.jinja2))],
   [/^getent group admin$/, (n) => (n.adminGroup ? ok('admin:x:1001:capk') : failed(2, ''))],
@@ -406,11 +407,11 @@ export function goodDebianOfflineNode(): FakeNode {
     kubelet: undefined,
     kubectl: undefined,
     crictl: undefined,
-    containerdVersionLine: 'containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1',
-    runcVersionLine: 'runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\ngo: go1.19.8\nlibseccomp: 2.5.4',
+    // Offline, containerd and runc are skipped together with the Kubernetes packages.
+    containerdVersionLine: undefined,
+    runcVersionLine: undefined,
     packages: { 'qemu-guest-agent': '1:7.2+dfsg-7+deb12u18', 'cloud-init': '22.4.2-1+deb12u3', chrony: '4.3-2+deb12u1' },
     services: {
-      containerd: running,
       'qemu-guest-agent': { load: 'loaded', active: 'active', sub: 'running', file: 'static' },
       chrony: running,
       ssh: running,

@@ -61,6 +61,9 @@ const KUBERNETES_CHECKS = [
   'images/sandbox-matches-kubeadm',
 ];
 
+/** Skipped with the Kubernetes packages: the same gate installs containerd and runc. */
+const RUNTIME_CHECKS = ['runtime/containerd-version', 'runtime/runc-version', 'runtime/systemd-cgroup', 'services/containerd'];
+
 describe('guestChecks list', () => {
   it('has unique ids of the form <group>/<name>', () => {
     const seen = new Set<string>();
@@ -124,10 +127,16 @@ describe('a good Rocky node', () => {
 });
 
 describe('a good Debian offline node (Kubernetes skipped)', () => {
-  it('passes, and skips exactly the Kubernetes, SELinux and disk-growth checks', async () => {
+  it('passes, and skips exactly the Kubernetes, runtime, SELinux and disk-growth checks', async () => {
     const results = await runOn(goodDebianOfflineNode(), debianExpected);
     expect(ids(results, 'fail'), JSON.stringify(results.filter((r) => r.status === 'fail'), null, 2)).toEqual([]);
-    expect(ids(results, 'skip').sort()).toEqual([...KUBERNETES_CHECKS, 'kernel/selinux-mode', 'kernel/selinux-config', 'disk/root-grown'].sort());
+    expect(ids(results, 'skip').sort()).toEqual([...KUBERNETES_CHECKS, ...RUNTIME_CHECKS, 'kernel/selinux-mode', 'kernel/selinux-config', 'disk/root-grown'].sort());
+  });
+
+  it('says why the runtime checks are skipped: containerd shares the Kubernetes packages\' gate', async () => {
+    const results = await runOn(goodDebianOfflineNode(), debianExpected);
+    for (const id of RUNTIME_CHECKS) expect(byId(results, id).detail).toMatch(/^containerd and runc are installed only together with the Kubernetes packages.*: /);
+    expect(byId(results, 'services/containerd').detail).toContain(debianReason);
   });
 
   it("gives the manifest's reason for every skipped Kubernetes check", async () => {
@@ -141,7 +150,7 @@ describe('a good Debian offline node (Kubernetes skipped)', () => {
   it('runs no Kubernetes command on the node', async () => {
     const ctx = fakeContext(goodDebianOfflineNode(), debianExpected, 'kib');
     await runChecks(guestChecks, ctx);
-    expect(ctx.log.commands.filter((c) => /kubeadm|kubelet|kubectl|crictl/.test(c))).toEqual([]);
+    expect(ctx.log.commands.filter((c) => /kubeadm|kubelet|kubectl|crictl|containerd|runc/.test(c))).toEqual([]);
   });
 });
 
