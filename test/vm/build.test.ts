@@ -1,7 +1,19 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
+import { KUBEVIRT_REQUIRED_AGENT_COMMANDS } from '../../src/verify/guest-checks.js';
+import { createConfigDriveSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import {
+  BOOTSTRAP_SUCCESS_FILE,
+  cabpkControlPlaneUserData,
+  configDriveMetaData,
+  KUBEADM_CONFIG_PATH,
+  KUBEADM_RECORDED_ARGUMENTS_PATH,
+  makeCapkKey,
+  makeClusterCa,
+} from '../support/capi.js';
 import { ensureDebianFixture } from '../support/fixture.js';
 import { listTree, makeKibDirs, qemuProcessesMentioning, runKib, startKib } from '../support/kib-cli.js';
 
@@ -9,11 +21,21 @@ import { listTree, makeKibDirs, qemuProcessesMentioning, runKib, startKib } from
  * The whole engine on a real VM, offline: `kib build` of examples/debian-12.yaml on the Debian 12
  * test base with the project's playbook, then the artifact booted fresh by `kib verify`.
  */
+const BOOT_TIMEOUT_MS = 600_000;
+
+type BuildOutput = { outputDir: string; logDir: string; artifacts: { path: string; kind: string; sha256: string; sizeBytes: number }[] };
+
+function artifactPath(build: BuildOutput | undefined, kind: string): string {
+  const path = build?.artifacts.find((a) => a.kind === kind)?.path;
+  if (path === undefined) throw new Error(`no ${kind} artifact: the build test above did not finish`);
+  return path;
+}
+
 describe('kib build (offline Debian 12 test base)', () => {
   let fixture: string;
   let dirs: { root: string; env: Record<string, string> };
   let outputDir: string;
-  let build: { outputDir: string; logDir: string; artifacts: { path: string; kind: string; sha256: string; sizeBytes: number }[] };
+  let build: BuildOutput | undefined;
 
   beforeAll(async () => {
     fixture = await ensureDebianFixture();
@@ -29,12 +51,13 @@ describe('kib build (offline Debian 12 test base)', () => {
   it('builds, seals and exports the artifacts', async () => {
     const result = await runKib(['build', '--config', 'examples/debian-12.yaml', '--base', fixture, '--output', outputDir, '--log-format', 'json', '--json'], { env: dirs.env });
     expect(result.exitCode, result.stderr.slice(-4000)).toBe(0);
-    build = JSON.parse(result.stdout) as typeof build;
+    const output = JSON.parse(result.stdout) as BuildOutput;
+    build = output;
 
-    const kinds = build.artifacts.map((a) => a.kind).sort();
+    const kinds = output.artifacts.map((a) => a.kind).sort();
     expect(kinds).toEqual(['containerdisk', 'manifest', 'qcow2', 'raw', 'sbom', 'sha256sums']);
 
-    const qcow2 = build.artifacts.find((a) => a.kind === 'qcow2');
+    const qcow2 = output.artifacts.find((a) => a.kind === 'qcow2');
     expect(qcow2).toBeDefined();
     const info = JSON.parse(execFileSync('qemu-img', ['info', '--output', 'json', qcow2?.path ?? ''], { encoding: 'utf8' })) as Record<string, unknown>;
     expect(info.format).toBe('qcow2');
@@ -42,11 +65,11 @@ describe('kib build (offline Debian 12 test base)', () => {
     expect(info['virtual-size']).toBe(4 * 1024 ** 3);
 
     // sha256sum -c exits non-zero on any mismatch or missing file.
-    const check = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: build.outputDir, encoding: 'utf8' });
+    const check = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: output.outputDir, encoding: 'utf8' });
     expect(check.trim().split('\n')).toHaveLength(5);
     expect(check).not.toMatch(/FAILED/);
 
-    const manifest = JSON.parse(await readFile(join(build.outputDir, 'manifest.json'), 'utf8')) as Record<string, any>;
+    const manifest = JSON.parse(await readFile(join(output.outputDir, 'manifest.json'), 'utf8')) as Record<string, any>;
     expect(manifest.base.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.base.url).toContain('debian-12');
     expect(manifest.config.sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -65,12 +88,8 @@ describe('kib build (offline Debian 12 test base)', () => {
     expect(siblings.filter((entry) => entry.includes('.staging'))).toEqual([]);
   });
 
-  // Known defect, diagnosed on this tier: on the sealed Debian artifact's first boot sshd fails to
-  // start ("kex_exchange_identification: Connection reset"; console: "Failed to start ssh.service")
-  // because no SSH host keys are generated after the seal removed them. Until the image
-  // regenerates them itself (e.g. `ssh-keygen -A` before sshd starts), kib verify cannot log in.
-  it.skip('boots the artifact fresh and passes every check that can run offline (skipped: known defect — sshd on the sealed Debian artifact starts without host keys, so kib verify cannot log in)', async () => {
-    const qcow2 = build.artifacts.find((a) => a.kind === 'qcow2')?.path ?? '';
+  it('kib verify boots the artifact fresh (BIOS, NoCloud, disk grown by 2 GiB) and every check that can run offline passes', async () => {
+    const qcow2 = artifactPath(build, 'qcow2');
     const result = await runKib(['verify', qcow2, '--grow', '2G', '--json'], { env: dirs.env });
     const report = JSON.parse(result.stdout) as { results: { id: string; status: string; detail: string }[] };
     const failures = report.results.filter((r) => r.status === 'fail');
@@ -81,6 +100,95 @@ describe('kib build (offline Debian 12 test base)', () => {
     for (const check of skipped) expect(check.detail.length).toBeGreaterThan(10);
     expect(report.results.filter((r) => r.status === 'pass').length).toBeGreaterThan(20);
     expect(report.results.find((r) => r.id.includes('grow'))?.status).toBe('pass');
+  });
+
+  /**
+   * The artifact booted the way KubeVirt boots a VM of the Cluster API KubeVirt provider (CAPK):
+   * q35, virtio disks and network, the guest-agent channel, UEFI, and the bootstrap data on a
+   * ConfigDrive (`config-2`) disk, shaped like the Cluster API kubeadm bootstrap provider's
+   * (CABPK) cloud-config (test/support/capi.ts). Offline there is no kubeadm, so the one `kubeadm`
+   * command is replaced by a recorder of its arguments; the e2e tier runs the real one.
+   */
+  describe('as KubeVirt and the Cluster API KubeVirt provider boot it', () => {
+    const hostname = 'capi-node-0';
+    let work: string;
+    let overlayPath: string;
+    let seedPath: string;
+    let capkKey: string;
+    const stateDir = (): string => dirs.env.KIB_STATE_DIR ?? join(dirs.root, 'state');
+
+    beforeAll(async () => {
+      work = join(dirs.root, 'capk');
+      await mkdir(work, { recursive: true });
+      overlayPath = join(work, 'disk.qcow2');
+    });
+
+    it('boots with UEFI from a ConfigDrive seed with CABPK-shaped jinja user-data (kubeadm replaced by an argument recorder); the capk user logs in and reads "success"', async () => {
+      const qcow2 = artifactPath(build, 'qcow2');
+      await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath });
+      const key = await makeCapkKey(join(work, 'capk'));
+      capkKey = key.privateKeyPath;
+      const ca = await makeClusterCa(join(work, 'ca'));
+      seedPath = await createConfigDriveSeed({
+        dir: join(work, 'seed'),
+        userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion: '1.36.1', kubeadm: 'recorder' }),
+        metaData: configDriveMetaData(hostname),
+      });
+
+      await using vm = await startVm(
+        { name: 'kib-capk', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: stateDir() },
+      );
+      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
+      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      const status = await waitForCloudInit(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      expect(status).toContain('done');
+      const sh = async (command: string): Promise<string> => (await sshExec(capk, command, { timeoutMs: 60_000 })).stdout.trim();
+
+      // CAPK's bootstrap check, exactly: ssh as capk, cat the file, expect "success".
+      expect(await sh(`cat ${BOOTSTRAP_SUCCESS_FILE}`)).toBe('success');
+      expect(await sh(`cat ${KUBEADM_RECORDED_ARGUMENTS_PATH}`)).toBe(`init --config ${KUBEADM_CONFIG_PATH}`);
+      // Jinja was rendered with the ConfigDrive's metadata.
+      const kubeadmConfig = await sh(`sudo -n cat ${KUBEADM_CONFIG_PATH}`);
+      expect(kubeadmConfig).toContain(`name: ${hostname}\n`);
+      expect(kubeadmConfig).toContain(`value: kubevirt://${hostname}\n`);
+      expect(kubeadmConfig).not.toContain('{{');
+      expect(await sh('sudo -n cat /etc/kubernetes/pki/ca.crt')).toBe(ca.cert.trim());
+      expect(await sh('sudo -n stat -c %a /etc/kubernetes/pki/ca.key /etc/kubernetes/pki/ca.crt')).toBe('600\n640');
+      expect((await sh('id -nG')).split(' ')).toEqual(expect.arrayContaining(['capk', 'users', 'admin']));
+      expect(await sh('sudo -n id -u')).toBe('0');
+      expect(await sh('hostname')).toBe(hostname);
+      expect(await sh('test -d /sys/firmware/efi && echo uefi')).toBe('uefi');
+      expect(await sh('sudo -n cloud-init status --long')).toMatch(/ConfigDrive/);
+
+      // Every guest-agent command KubeVirt requires answers (guest-shutdown is used below).
+      const agent = vm.guestAgent();
+      for (const command of KUBEVIRT_REQUIRED_AGENT_COMMANDS.filter((c) => c !== 'guest-shutdown')) {
+        await expect(agent.execute(command), command).resolves.toBeDefined();
+      }
+      expect(await agent.execute<{ 'host-name': string }>('guest-get-host-name')).toEqual({ 'host-name': hostname });
+      expect((await agent.execute<{ id: string }>('guest-get-osinfo')).id).toBe('debian');
+
+      // A KubeVirt stop: the guest powers off through the agent, and QEMU exits by itself.
+      await agent.execute('guest-shutdown', { mode: 'powerdown' }).catch(() => undefined);
+      const exit = await vm.waitForExit({ timeoutMs: 120_000 });
+      expect(exit.exitCode).toBe(0);
+    });
+
+    it('comes back after power-off with a different MAC address: DHCP and SSH work', async () => {
+      expect(seedPath, 'the UEFI + ConfigDrive boot above must run first').toBeDefined();
+      const newMac = '52:54:00:6b:69:62';
+      await using vm = await startVm(
+        { name: 'kib-capk-newmac', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', macAddress: newMac, stateDir: stateDir() },
+      );
+      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
+      // SSH reaches the guest only through its NIC, so a login means DHCP configured the new one.
+      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      const addresses = (await sshExec(capk, 'cat /sys/class/net/*/address', { timeoutMs: 60_000 })).stdout;
+      expect(addresses).toContain(newMac);
+      const ipv4 = (await sshExec(capk, 'ip -4 -o addr show scope global', { timeoutMs: 60_000 })).stdout;
+      expect(ipv4).toMatch(/inet 10\.0\.2\.\d+\//);
+      await vm.stop();
+    });
   });
 
 });
