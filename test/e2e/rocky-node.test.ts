@@ -4,7 +4,8 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnDaemon } from '../../src/process/index.js';
 import { generateKeyPair, sshExec, sshOptionArgs, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
-import { allocateLoopbackPort, createNoCloudSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { allocateLoopbackPort, createConfigDriveSeed, createNoCloudSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { BOOTSTRAP_SUCCESS_FILE, cabpkControlPlaneUserData, configDriveMetaData, makeCapkKey, makeClusterCa } from '../support/capi.js';
 import { makeKibDirs, qemuProcessesMentioning, REPO_ROOT, runKib } from '../support/kib-cli.js';
 
 /**
@@ -118,5 +119,35 @@ describe.skipIf(!enabled)(`e2e: Rocky Linux 9 node image${enabled ? '' : ` (skip
     } finally {
       await tunnel.stop();
     }
+  });
+
+  it('boots as a Cluster API KubeVirt machine (UEFI, ConfigDrive, CABPK bootstrap data) and the real kubeadm init inside cloud-init succeeds air-gapped; capk reads "success"', async () => {
+    const work = join(dirs.root, 'capk');
+    await mkdir(work, { recursive: true });
+    const overlay = join(work, 'node.qcow2');
+    await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath: overlay, sizeBytes: 20 * 1024 ** 3 });
+    const key = await makeCapkKey(join(work, 'capk'));
+    const ca = await makeClusterCa(join(work, 'ca'));
+    const name = 'capi-cp-0';
+    const seedPath = await createConfigDriveSeed({
+      dir: join(work, 'seed'),
+      userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion, kubeadm: 'kubeadm' }),
+      metaData: configDriveMetaData(name),
+    });
+    await using vm = await startVm(
+      { name: 'kib-e2e-capk', diskPath: overlay, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 4096, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? '' },
+      {},
+    );
+    const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: key.privateKeyPath };
+    await waitForSsh(capk, { vm, timeoutMs: 900_000 });
+    // kubeadm init runs in cloud-init's final stage; an error there makes cloud-init report error.
+    await waitForCloudInit(capk, { vm, timeoutMs: 1_200_000 });
+    expect((await sshExec(capk, `cat ${BOOTSTRAP_SUCCESS_FILE}`, { timeoutMs: 60_000 })).stdout.trim()).toBe('success');
+    const nodes = (await sshExec(capk, 'sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name', { timeoutMs: 120_000 })).stdout.trim();
+    expect(nodes).toBe(`node/${name}`);
+    const providerId = (await sshExec(capk, `sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get node ${name} -o jsonpath={.spec.providerID}`, { timeoutMs: 120_000 })).stdout.trim();
+    expect(providerId).toBe(`kubevirt://${name}`);
+    // kubeadm used the CA from the bootstrap data instead of making its own.
+    expect((await sshExec(capk, 'sudo -n cat /etc/kubernetes/pki/ca.crt', { timeoutMs: 60_000 })).stdout.trim()).toBe(ca.cert.trim());
   });
 });
