@@ -5,7 +5,7 @@ import { CancelledError, ProvisionError, throwIfAborted } from '../core/errors.j
 import type { BaseImage, DiskImage } from '../core/types.js';
 import type { Reporter } from '../report/events.js';
 import { run } from '../process/index.js';
-import { generateKeyPair, openSshMaster, sshExec, stillWaitingMessage, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
+import { generateKeyPair, openSshMaster, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
 import { createNoCloudSeed, createOverlay, startVm } from '../vm/index.js';
 import {
   AnsibleOutputTracker,
@@ -89,12 +89,12 @@ export async function provisionImage(
   );
   const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: BUILD_USER, privateKeyPath: keys.privateKeyPath };
   step(`waiting for SSH on 127.0.0.1:${vm.sshPort} (console: ${vm.consoleLogPath})`);
-  await waitForSsh(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: (ms, last) => step(stillWaitingMessage('SSH', ms, last)) });
+  await waitForSsh(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: step });
   const bootMs = performance.now() - bootStarted;
 
   step('waiting for cloud-init to finish');
   const cloudInitStarted = performance.now();
-  await waitForCloudInit(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: (ms, last) => step(stillWaitingMessage('cloud-init', ms, last)) });
+  await waitForCloudInit(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: step });
   const cloudInitMs = performance.now() - cloudInitStarted;
 
   // Opened before the playbook: after the seal role removes the SSH host keys, sshd accepts no new

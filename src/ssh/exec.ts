@@ -1,7 +1,7 @@
 import { rename, rm } from 'node:fs/promises';
 import { CommandError, KibError } from '../core/errors.js';
 import { run, type RunResult } from '../process/index.js';
-import { waitForReady, type WatchedVm } from '../vm/index.js';
+import { waitForReady, type WaitForReadyOptions, type WatchedVm } from '../vm/index.js';
 import { scpFromArgs, sshArgs, type SshTarget } from './args.js';
 
 export interface SshExecOptions {
@@ -36,24 +36,21 @@ export interface SshWaitOptions {
   signal?: AbortSignal;
   intervalMs?: number;
   /**
-   * Called every `stillWaitingEveryMs` (30 s) while the wait goes on, with the time waited and
-   * the last error the probe saw, so a slow boot is visibly alive rather than silent.
+   * Gets "still waiting for SSH (1 min 30 s; last: …)" every `stillWaitingEveryMs` (30 s) while
+   * the wait goes on, so a slow boot is visibly alive rather than silent.
    */
-  onStillWaiting?: (elapsedMs: number, lastError: string) => void;
+  onStillWaiting?: (message: string) => void;
   stillWaitingEveryMs?: number;
 }
 
-/** Runs `body` while calling options.onStillWaiting on a timer; the timer ends with it. */
-async function withHeartbeat<T>(options: SshWaitOptions, lastError: () => string, body: () => Promise<T>): Promise<T> {
+/** The heartbeat options for waitForReady: the message names what we wait for and the last error. */
+function heartbeat(options: SshWaitOptions, what: string, lastError: () => string): Pick<WaitForReadyOptions<unknown>, 'onStillWaiting' | 'stillWaitingEveryMs'> {
   const { onStillWaiting } = options;
-  if (onStillWaiting === undefined) return await body();
-  const started = performance.now();
-  const timer = setInterval(() => onStillWaiting(performance.now() - started, lastError()), options.stillWaitingEveryMs ?? 30_000);
-  try {
-    return await body();
-  } finally {
-    clearInterval(timer);
-  }
+  if (onStillWaiting === undefined) return {};
+  return {
+    onStillWaiting: (elapsedMs) => onStillWaiting(stillWaitingMessage(what, elapsedMs, lastError())),
+    ...(options.stillWaitingEveryMs === undefined ? {} : { stillWaitingEveryMs: options.stillWaitingEveryMs }),
+  };
 }
 
 /**
@@ -63,7 +60,8 @@ async function withHeartbeat<T>(options: SshWaitOptions, lastError: () => string
 export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Promise<void> {
   let lastFailure = '';
   try {
-    await withHeartbeat(options, () => lastFailure, () => waitForReady({
+    await waitForReady({
+      ...heartbeat(options, 'SSH', () => lastFailure),
       what: `SSH login as ${target.user} on ${target.host}:${target.port}`,
       vm: options.vm,
       timeoutMs: options.timeoutMs,
@@ -84,7 +82,7 @@ export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Pr
           throw error;
         }
       },
-    }));
+    });
   } catch (error) {
     if (error instanceof KibError && error.code === 'TIMEOUT' && lastFailure !== '') {
       throw new KibError(error.code, `${error.message}; last ssh error: ${lastFailure}`, {
@@ -103,7 +101,8 @@ export async function waitForSsh(target: SshTarget, options: SshWaitOptions): Pr
  */
 export async function waitForCloudInit(target: SshTarget, options: SshWaitOptions): Promise<string> {
   let lastFailure = 'cloud-init is still running';
-  return await withHeartbeat(options, () => lastFailure, () => waitForReady({
+  return await waitForReady({
+    ...heartbeat(options, 'cloud-init', () => lastFailure),
     what: `cloud-init to finish in the VM on ${target.host}:${target.port}`,
     vm: options.vm,
     timeoutMs: options.timeoutMs,
@@ -123,7 +122,7 @@ export async function waitForCloudInit(target: SshTarget, options: SshWaitOption
         hint: 'See /var/log/cloud-init.log and /var/log/cloud-init-output.log in the guest, or the serial console log.',
       });
     },
-  }));
+  });
 }
 
 /** Copies one file out of the guest; the local file appears only when complete. */

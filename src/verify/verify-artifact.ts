@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KibError } from '../core/errors.js';
 import { silentReporter, type Reporter } from '../report/events.js';
-import { generateKeyPair, sshExec, stillWaitingMessage, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
+import { generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
 import { createConfigDriveSeed, createNoCloudSeed, createOverlay, qemuImgInfo, startVm } from '../vm/index.js';
 import { checkArtifactHygiene } from './artifact-fs.js';
 import { asRoot, type CheckContext, type CheckResult } from './check.js';
@@ -120,12 +120,10 @@ export async function verifyArtifact(artifactPath: string, options: VerifyArtifa
     );
     const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: VERIFY_USER, privateKeyPath: keys.privateKeyPath };
     step(`waiting for SSH on 127.0.0.1:${vm.sshPort} (console: ${vm.consoleLogPath})`);
-    await waitForSsh(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: (ms, last) => step(stillWaitingMessage('SSH', ms, last)) });
+    await waitForSsh(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: step });
     const bootMs = performance.now() - bootStarted;
     // The check list judges cloud-init's final status itself; here we only wait for it to settle.
-    await waitForCloudInit(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: (ms, last) => step(stillWaitingMessage('cloud-init', ms, last)) }).catch(
-      () => undefined,
-    );
+    await waitForCloudInit(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: step }).catch(() => undefined);
 
     const ssh: CheckContext['ssh'] = async (command, opts) => {
       const result = await sshExec(target, asRoot(command), { signal, timeoutMs: opts?.timeoutMs ?? 120_000, allowFailure: true });

@@ -23,9 +23,16 @@ export interface WaitForReadyOptions<T> {
   timeoutMs: number;
   intervalMs?: number;
   signal?: AbortSignal;
+  /**
+   * Called every `stillWaitingEveryMs` (default 30 s) while the wait goes on, with the time
+   * waited, so a slow boot is visibly alive rather than silent. Never called after the wait ends.
+   */
+  onStillWaiting?: (elapsedMs: number) => void;
+  stillWaitingEveryMs?: number;
 }
 
 const TAIL_LINES_IN_ERRORS = 25;
+const STILL_WAITING_EVERY_MS = 30_000;
 
 /**
  * Polls a readiness probe until it succeeds, racing the VM's exit, a deadline and cancellation.
@@ -48,6 +55,11 @@ export async function waitForReady<T>(options: WaitForReadyOptions<T>): Promise<
   })();
   // Once the race is decided the loop ends by rejecting; nobody needs that error.
   polling.catch(() => {});
+
+  const started = performance.now();
+  const { onStillWaiting } = options;
+  const heartbeat =
+    onStillWaiting === undefined ? undefined : setInterval(() => onStillWaiting(performance.now() - started), options.stillWaitingEveryMs ?? STILL_WAITING_EVERY_MS);
 
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<{ kind: 'timeout' }>((resolve) => {
@@ -92,6 +104,7 @@ export async function waitForReady<T>(options: WaitForReadyOptions<T>): Promise<
   } finally {
     over.abort();
     clearTimeout(timer);
+    clearInterval(heartbeat);
   }
 }
 

@@ -62,7 +62,7 @@ describe('waitForSsh', () => {
       timeoutMs: 1_700,
       intervalMs: 100,
       stillWaitingEveryMs: 500,
-      onStillWaiting: (ms, last) => beats.push(stillWaitingMessage('SSH', ms, last)),
+      onStillWaiting: (message) => beats.push(message),
     }).catch(() => undefined);
     const count = beats.length;
     expect(count).toBeGreaterThanOrEqual(2);
