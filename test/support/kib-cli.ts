@@ -76,17 +76,32 @@ export async function listTree(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** PIDs of QEMU processes whose command line mentions `needle` (our state dir): none may outlive kib. */
-export async function qemuProcessesMentioning(needle: string): Promise<number[]> {
+/**
+ * PIDs of live processes (never this one) whose command line mentions `needle`, e.g. a state or
+ * temporary directory; `program` narrows to one executable, `ignoreZombies` skips exited children
+ * nobody has reaped yet.
+ */
+export async function processesMentioning(needle: string, options: { program?: string; ignoreZombies?: boolean } = {}): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-      if ((cmdline[0] ?? '').includes('qemu-system') && cmdline.some((arg) => arg.includes(needle))) pids.push(Number(entry));
+      if (options.program !== undefined && !(cmdline[0] ?? '').includes(options.program)) continue;
+      if (!cmdline.some((arg) => arg.includes(needle))) continue;
+      if (options.ignoreZombies === true) {
+        const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+        if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      }
+      pids.push(Number(entry));
     } catch {
       // The process ended while we looked.
     }
   }
   return pids;
+}
+
+/** PIDs of QEMU processes whose command line mentions `needle` (our state dir): none may outlive kib. */
+export async function qemuProcessesMentioning(needle: string, options: { ignoreZombies?: boolean } = {}): Promise<number[]> {
+  return await processesMentioning(needle, { ...options, program: 'qemu-system' });
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { run } from '../../src/process/index.js';
 import type { KibEvent, Reporter } from '../../src/report/events.js';
 import { copyFromGuest, generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
 import { createNoCloudSeed, createOverlay, startVm, waitForReady, type StartedVm } from '../../src/vm/index.js';
+import { qemuProcessesMentioning } from '../support/kib-cli.js';
 
 /**
  * The VM layer against a real guest: boot the Debian 12 test base the way the build does (overlay,
@@ -20,23 +21,6 @@ const BOOT_TIMEOUT_MS = 600_000;
 function recordingReporter(): Reporter & { events: KibEvent[] } {
   const events: KibEvent[] = [];
   return { events, emit: (event) => events.push(event) };
-}
-
-/** PIDs of QEMU processes whose command line mentions `needle` (a run dir or a temp root). */
-async function qemuProcessesMentioning(needle: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const zombie = stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-      if (!zombie && (cmdline[0] ?? '').includes('qemu-system') && cmdline.some((arg) => arg.includes(needle))) pids.push(Number(entry));
-    } catch {
-      // gone while we looked
-    }
-  }
-  return pids;
 }
 
 function userData(publicKey: string): string {
@@ -61,7 +45,7 @@ describe('VM lifecycle', () => {
   });
 
   afterAll(async () => {
-    const left = await qemuProcessesMentioning(root);
+    const left = await qemuProcessesMentioning(root, { ignoreZombies: true });
     await rm(root, { recursive: true, force: true });
     expect(left, 'QEMU processes left behind').toEqual([]);
   });
@@ -119,7 +103,7 @@ describe('VM lifecycle', () => {
       try {
         expect(vm.runDir.startsWith(join(root, 'state', 'runs'))).toBe(true);
         expect(existsSync(join(vm.runDir, 'owner.json'))).toBe(true);
-        expect(await qemuProcessesMentioning(vm.runDir)).toEqual([vm.pid]);
+        expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([vm.pid]);
 
         const status = await waitForCloudInit(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
         expect(status).toMatch(/status: (done|degraded done)/);
@@ -164,7 +148,7 @@ describe('VM lifecycle', () => {
       expect(exitedCleanly).toBe(true);
       expect(vm.isRunning()).toBe(false);
       expect(existsSync(vm.runDir)).toBe(false);
-      expect(await qemuProcessesMentioning(vm.runDir)).toEqual([]);
+      expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([]);
       const vmLines = reporter.events.flatMap((e) => (e.type === 'log' && e.source === 'vm' ? [e.line] : []));
       expect(vmLines.some((line) => line.startsWith('starting lifecycle-bios'))).toBe(true);
       expect(vmLines.some((line) => line.includes('stopped'))).toBe(true);
@@ -184,7 +168,7 @@ describe('VM lifecycle', () => {
         await vm.stop();
       }
       expect(existsSync(vm.runDir)).toBe(false);
-      expect(await qemuProcessesMentioning(vm.runDir)).toEqual([]);
+      expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([]);
     });
   });
 
@@ -210,7 +194,7 @@ describe('VM lifecycle', () => {
     });
     let error: unknown;
     try {
-      expect(await qemuProcessesMentioning(vm.runDir)).toEqual([vm.pid]);
+      expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([vm.pid]);
       const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'kib', privateKeyPath: keys.privateKeyPath };
       error = await waitForSsh(target, { vm, timeoutMs: 5_000, intervalMs: 500 }).catch((e: unknown) => e);
     } finally {
@@ -221,7 +205,7 @@ describe('VM lifecycle', () => {
     expect(text).toContain(join(work, 'console.log'));
     expect(vm.isRunning()).toBe(false);
     expect(existsSync(vm.runDir)).toBe(false);
-    expect(await qemuProcessesMentioning(vm.runDir)).toEqual([]);
+    expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([]);
     // The console log was put outside the run dir on purpose: it survives for the error to point to.
     expect(existsSync(join(work, 'console.log'))).toBe(true);
   });

@@ -1,7 +1,6 @@
-import { readdir, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { findTool, run } from '../../../src/process/index.js';
-import { REPO_ROOT } from '../../support/kib-cli.js';
+import { processesMentioning, REPO_ROOT } from '../../support/kib-cli.js';
 
 /**
  * The serve benchmark itself, small: `npm run bench:serve` starts kib serve and nginx side by side,
@@ -9,21 +8,6 @@ import { REPO_ROOT } from '../../support/kib-cli.js';
  * No speed is asserted here (the machines are noisy); the full run's output is in bench/results/.
  */
 const nginxMissing = findTool('nginx') === undefined;
-
-/** PIDs of live processes whose command line mentions `needle`. */
-async function processesMentioning(needle: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-      if (cmdline.some((arg) => arg.includes(needle))) pids.push(Number(entry));
-    } catch {
-      // gone while we looked
-    }
-  }
-  return pids;
-}
 
 describe.skipIf(nginxMissing)(`npm run bench:serve${nginxMissing ? ' (skipped: nginx is not installed; scripts/packages.txt lists nginx-light)' : ''}`, () => {
   it('serves the same file from kib serve and nginx, prints both throughputs and their ratio, and stops both servers', async () => {
