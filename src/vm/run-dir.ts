@@ -1,10 +1,10 @@
-import { stateDir as resolveStateDir } from '../core/dirs.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { stateDir as resolveStateDir } from '../core/dirs.js';
 import { KibError } from '../core/errors.js';
 import { isProcessRunning } from '../process/index.js';
 import type { VmRunPaths } from './types.js';
