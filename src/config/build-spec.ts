@@ -17,7 +17,12 @@ export interface BuildSpec {
     osFamily: OsFamily;
   };
   kubernetes: { version: string; packages: 'required' | 'auto' | 'skip' };
-  node: { selinux: 'permissive' | 'enforcing'; firewall: boolean };
+  node: {
+    selinux: 'permissive' | 'enforcing';
+    firewall: boolean;
+    /** The cluster networks the firewall lets through. */
+    network: { podCidrs: string[]; serviceCidrs: string[]; overlayPorts: string[] };
+  };
   disk: { sizeBytes: number };
   vm: {
     cpus: number;

@@ -34,8 +34,17 @@ kubernetes:
 node:
   # SELinux mode of the image (Red Hat family only).
   selinux: permissive
-  # Open the Kubernetes ports in the host firewall and close the rest.
+  # firewalld: the Kubernetes, overlay and SSH ports open on the node's NICs, the rest closed;
+  # CNI interfaces and the networks below in an accepting zone of their own, so pod traffic is
+  # forwarded between nodes.
   firewall: true
+  network:
+    # Match kubeadm init --pod-network-cidr (kubeadm has no default; its docs and flannel use this).
+    podCidrs: [10.244.0.0/16]
+    # kubeadm's default serviceSubnet.
+    serviceCidrs: [10.96.0.0/12]
+    # VXLAN (Calico 4789, flannel and Cilium 8472) and BGP (Calico 179) between nodes.
+    overlayPorts: [4789/udp, 8472/udp, 179/tcp]
 
 disk:
   # Virtual disk size (K/M/G/T are powers of 1024); the root filesystem grows into it.

@@ -24,7 +24,7 @@ export function describeSpec(spec: BuildSpec): Record<string, unknown> {
       osFamily: spec.base.osFamily,
     },
     kubernetes: { version: spec.kubernetes.version, packages: spec.kubernetes.packages },
-    node: { selinux: spec.node.selinux, firewall: spec.node.firewall },
+    node: { selinux: spec.node.selinux, firewall: spec.node.firewall, network: spec.node.network },
     disk: { size: formatBytes(spec.disk.sizeBytes), sizeBytes: spec.disk.sizeBytes },
     vm: {
       cpus: spec.vm.cpus,

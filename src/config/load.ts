@@ -102,6 +102,14 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
     });
   }
 
+  if (config.base.osFamily === 'redhat' && config.node.selinux === 'enforcing') {
+    context.reporter?.emit({
+      type: 'warning',
+      message:
+        'node.selinux: enforcing is experimental: the image labels containerd, runc and their directories, but kubeadm needs spc_t patches for etcd and the control plane (docs/playbook.md, "SELinux enforcing"), and no end-to-end run has proved it yet',
+    });
+  }
+
   if (/(^|[^a-z])latest([^a-z]|$)/i.test(lastSegment(config.base.url)) && overrides.baseUrl === undefined) {
     context.reporter?.emit({
       type: 'warning',
@@ -129,7 +137,7 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
     name: config.name,
     base,
     kubernetes: { version: config.kubernetes.version, packages: config.kubernetes.packages },
-    node: { selinux: config.node.selinux, firewall: config.node.firewall },
+    node: { selinux: config.node.selinux, firewall: config.node.firewall, network: config.node.network },
     disk: { sizeBytes: config.disk.size },
     vm: {
       cpus: config.vm.cpus,

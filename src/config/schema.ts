@@ -187,6 +187,69 @@ function durationField(minMs: number, maxMs: number) {
   });
 }
 
+/** An IPv4 or IPv6 network in CIDR notation, as firewalld takes it. */
+export function cidrProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return `expected a CIDR like "10.244.0.0/16", got ${describeInput(value)}`;
+  const match = /^([^/]+)\/(\d{1,3})$/.exec(value.trim());
+  if (match === null) return `expected a CIDR like "10.244.0.0/16" (address/prefix), got ${describeInput(value)}`;
+  const address = match[1] as string;
+  const prefix = Number(match[2]);
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (v4 !== null) {
+    if (v4.slice(1).some((octet) => Number(octet) > 255)) return `${describeInput(value)} is not an IPv4 address`;
+    if (prefix > 32) return `an IPv4 prefix is at most /32, got ${describeInput(value)}`;
+    return undefined;
+  }
+  if (/^[0-9a-fA-F:]+$/.test(address) && address.includes(':')) {
+    if (prefix > 128) return `an IPv6 prefix is at most /128, got ${describeInput(value)}`;
+    return undefined;
+  }
+  return `expected a CIDR like "10.244.0.0/16", got ${describeInput(value)}`;
+}
+
+function cidrListField(description: string) {
+  return z
+    .array(
+      custom<string>((value) => {
+        const problem = cidrProblem(value);
+        return problem === undefined ? { ok: true, value: (value as string).trim() } : { ok: false, message: problem };
+      }),
+    )
+    .meta(doc({ docType: 'list of CIDRs', description }));
+}
+
+/** `PORT/PROTOCOL` or `FROM-TO/PROTOCOL`, as firewalld writes ports. */
+export function portProblem(value: unknown): string | undefined {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string') return `expected a port like "4789/udp", got ${describeInput(value)}`;
+  const match = /^(\d{1,5})(?:-(\d{1,5}))?\/(tcp|udp|sctp)$/.exec(text.trim());
+  if (match === null) return `expected PORT/PROTOCOL like "4789/udp" (protocol tcp, udp or sctp), got ${describeInput(value)}`;
+  const from = Number(match[1]);
+  const to = match[2] === undefined ? from : Number(match[2]);
+  if (from < 1 || to > 65535 || to < from) return `expected ports between 1 and 65535 (FROM-TO ascending), got ${describeInput(value)}`;
+  return undefined;
+}
+
+const portListField = z
+  .array(
+    custom<string>((value) => {
+      const problem = portProblem(value);
+      return problem === undefined ? { ok: true, value: (value as string).trim() } : { ok: false, message: problem };
+    }),
+  )
+  .meta(
+    doc({
+      docType: 'list of PORT/PROTOCOL',
+      description:
+        'Ports the CNI uses between nodes, opened on the node\'s NICs: VXLAN (`4789/udp` Calico, `8472/udp` flannel and Cilium), BGP (`179/tcp` Calico). Ranges are written `FROM-TO/udp`.',
+    }),
+  );
+
+/** kubeadm's default Service network; kubeadm has no default pod network, 10.244.0.0/16 is its documentation's. */
+export const DEFAULT_POD_CIDRS = ['10.244.0.0/16'];
+export const DEFAULT_SERVICE_CIDRS = ['10.96.0.0/12'];
+export const DEFAULT_OVERLAY_PORTS = ['4789/udp', '8472/udp', '179/tcp'];
+
 const formatsField = z
   .array(z.enum(OUTPUT_FORMATS))
   .transform((formats, ctx): OutputFormat[] => {
@@ -255,11 +318,29 @@ export const imageConfigSchema = z
     node: z
       .strictObject({
         selinux: z.enum(SELINUX_MODES).default('permissive').meta(
-          doc({ docType: 'enum', description: 'SELinux mode of the image. Only meaningful for the `redhat` family; for `debian` it is ignored (with a warning when set).' }),
+          doc({
+            docType: 'enum',
+            description:
+              'SELinux mode of the image. Only meaningful for the `redhat` family; for `debian` it is ignored (with a warning when set). `enforcing` is experimental: see docs/playbook.md for the kubeadm patches the control plane needs.',
+          }),
         ),
         firewall: z.boolean().default(true).meta(
-          doc({ docType: 'boolean', description: 'Set up the host firewall for Kubernetes (control-plane and node ports open, everything else closed).' }),
+          doc({
+            docType: 'boolean',
+            description:
+              'Set up the host firewall (firewalld) for Kubernetes: control-plane, node and overlay ports open on the node\'s NICs, everything else closed; CNI interfaces and the pod and Service networks in an accepting zone of their own, so pod traffic is forwarded between nodes.',
+          }),
         ),
+        network: z
+          .strictObject({
+            podCidrs: cidrListField(
+              'Pod networks the firewall accepts and forwards. kubeadm has no default; `10.244.0.0/16` is what its documentation and flannel use. Match `kubeadm init --pod-network-cidr` (Calico\'s default is `192.168.0.0/16`).',
+            ).prefault([...DEFAULT_POD_CIDRS]),
+            serviceCidrs: cidrListField('Service networks the firewall accepts; `10.96.0.0/12` is kubeadm\'s default `serviceSubnet`.').prefault([...DEFAULT_SERVICE_CIDRS]),
+            overlayPorts: portListField.prefault([...DEFAULT_OVERLAY_PORTS]),
+          })
+          .prefault({})
+          .meta(doc({ docType: 'mapping', description: 'The cluster networks the image\'s firewall lets through (used when `firewall` is true).' })),
       })
       .prefault({})
       .meta(doc({ docType: 'mapping', description: 'Operating system settings of the image.' })),

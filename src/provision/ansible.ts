@@ -16,6 +16,10 @@ export interface KibPlaybookVars {
   kib_kubernetes_packages: 'required' | 'auto' | 'skip';
   kib_selinux: 'permissive' | 'enforcing';
   kib_firewall: boolean;
+  kib_pod_cidrs: string[];
+  kib_service_cidrs: string[];
+  /** PORT/PROTOCOL */
+  kib_overlay_ports: string[];
   kib_os_family: 'redhat' | 'debian';
   kib_image_name: string;
   kib_image_version: string;

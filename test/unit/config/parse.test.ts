@@ -35,7 +35,7 @@ describe('defaults', () => {
       name: 'test-image',
       base: { url: 'https://example.org/base.qcow2', checksumUrl: undefined, sha256: undefined, osFamily: 'redhat' },
       kubernetes: { version: '1.36.1', packages: 'required' },
-      node: { selinux: 'permissive', firewall: true },
+      node: { selinux: 'permissive', firewall: true, network: { podCidrs: ['10.244.0.0/16'], serviceCidrs: ['10.96.0.0/12'], overlayPorts: ['4789/udp', '8472/udp', '179/tcp'] } },
       disk: { sizeBytes: 20 * 1024 ** 3 },
       vm: { cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'bios', bootTimeoutMs: 600_000 },
       provision: { playbookPath: '/projects/node-image/playbook/site.yml', vars: {} },
@@ -315,5 +315,42 @@ describe('configSha256', () => {
   it('does not depend on the file name', () => {
     const other = parseBuildSpec(MINIMAL, { configPath: '/projects/node-image/other.yaml', cwd: CWD });
     expect(other.configSha256).toBe(parse(MINIMAL).configSha256);
+  });
+});
+
+describe('node.network (the firewall\'s cluster networks)', () => {
+  it('takes IPv4 and IPv6 CIDRs and PORT/PROTOCOL ports, ranges included', () => {
+    const spec = parse(`${MINIMAL}node:\n  network:\n    podCidrs: [192.168.0.0/16, "fd00:10:244::/56"]\n    serviceCidrs: [10.96.0.0/12]\n    overlayPorts: [4790/udp, 179/tcp, 30000-30100/udp]\n`);
+    expect(spec.node.network).toEqual({
+      podCidrs: ['192.168.0.0/16', 'fd00:10:244::/56'],
+      serviceCidrs: ['10.96.0.0/12'],
+      overlayPorts: ['4790/udp', '179/tcp', '30000-30100/udp'],
+    });
+  });
+
+  it('reports every bad CIDR and port with its path', () => {
+    const issues = issuesOf(`${MINIMAL}node:\n  network:\n    podCidrs: [10.244.0.0, 300.1.1.1/8, 10.0.0.0/33]\n    overlayPorts: [4789, 8472/icmp, 70000/udp, 9-2/tcp]\n`);
+    expect(messageAt(issues, 'node.network.podCidrs[0]')).toMatch(/address\/prefix/);
+    expect(messageAt(issues, 'node.network.podCidrs[1]')).toMatch(/not an IPv4 address/);
+    expect(messageAt(issues, 'node.network.podCidrs[2]')).toMatch(/at most \/32/);
+    expect(messageAt(issues, 'node.network.overlayPorts[0]')).toMatch(/PORT\/PROTOCOL/);
+    expect(messageAt(issues, 'node.network.overlayPorts[1]')).toMatch(/tcp, udp or sctp/);
+    expect(messageAt(issues, 'node.network.overlayPorts[2]')).toMatch(/between 1 and 65535/);
+    expect(messageAt(issues, 'node.network.overlayPorts[3]')).toMatch(/ascending/);
+  });
+
+  it('rejects unknown keys in node.network', () => {
+    const issues = issuesOf(`${MINIMAL}node:\n  network:\n    podCIDR: 10.244.0.0/16\n`);
+    expect(issues.map((issue) => issue.path)).toEqual(['node.network.podCIDR']);
+  });
+});
+
+describe('node.selinux: enforcing', () => {
+  it('is accepted with a warning that it is experimental', () => {
+    const events: KibEvent[] = [];
+    parseBuildSpec(`${MINIMAL}node:\n  selinux: enforcing\n`, { configPath: CONFIG, cwd: CWD, reporter: { emit: (event) => events.push(event) } });
+    const warnings = events.filter((event) => event.type === 'warning').map((event) => (event as { message: string }).message);
+    expect(warnings.join('\n')).toMatch(/experimental/);
+    expect(warnings.join('\n')).toMatch(/spc_t/);
   });
 });
