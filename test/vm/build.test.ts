@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
 import { KUBEVIRT_REQUIRED_AGENT_COMMANDS } from '../../src/verify/guest-checks.js';
-import { createConfigDriveSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { generateKeyPair } from '../../src/ssh/index.js';
+import { createConfigDriveSeed, createNoCloudSeed, createOverlay, startVm } from '../../src/vm/index.js';
 import {
   BOOTSTRAP_SUCCESS_FILE,
   cabpkControlPlaneUserData,
@@ -15,6 +16,7 @@ import {
   makeClusterCa,
 } from '../support/capi.js';
 import { ensureDebianFixture } from '../support/fixture.js';
+import { parseForwardingResults, PROBE_FORWARDING_PATH, REVERT_FIREWALL_FIX, SETUP_FORWARDING_PATH } from '../support/cni-forwarding.js';
 import { listTree, makeKibDirs, qemuProcessesMentioning, runKib, startKib } from '../support/kib-cli.js';
 
 /**
@@ -191,6 +193,76 @@ describe('kib build (offline Debian 12 test base)', () => {
     });
   });
 
+  /**
+   * The image's firewall on pod traffic, in the booted artifact (firewalld 1.3.3 on Debian 12; EL9
+   * ships 1.3.4, whose zone and forwarding code is the same). Interfaces named like a CNI's carry
+   * the traffic (test/support/cni-forwarding.ts): a cni0 bridge with a pod behind it, a flannel.1
+   * device with "another node's pods" behind it, and a peer on the node's network.
+   *
+   * With the pod zone taken away (REVERT_FIREWALL_FIX, the image's firewall before the fix), the same
+   * probes gave, on this machine:
+   *   pod-a->pod-b rejected, pod-b->pod-a rejected, outside->pod-a rejected,
+   *   outside->node:6443 ok, outside->node:12345 rejected, outside->nodeport->pod-a ok
+   * (firewalld's FORWARD chain rejects cni0 -> flannel.1 with admin-prohibited, as in flannel#2055;
+   * DNATed Service traffic passes either way because firewalld accepts `ct status dnat`). The test
+   * reverts the fix itself and asserts that failure too, so it proves the fix is what makes the
+   * difference.
+   */
+  it('forwards pod traffic between CNI interfaces with the firewall on, keeps the node\'s closed ports closed, and rejects pod traffic once the fix is reverted', async () => {
+    const qcow2 = artifactPath(build, 'qcow2');
+    const work = join(dirs.root, 'cni');
+    await mkdir(work, { recursive: true });
+    const overlayPath = join(work, 'disk.qcow2');
+    await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath });
+    const keys = await generateKeyPair(join(work, 'ssh'));
+    const seedPath = await createNoCloudSeed({
+      dir: join(work, 'seed'),
+      userData: [
+        '#cloud-config',
+        'users:',
+        '  - name: probe',
+        '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
+        '    shell: /bin/bash',
+        '    ssh_authorized_keys:',
+        `      - ${keys.publicKey.trim()}`,
+        '',
+      ].join('\n'),
+      metaData: 'instance-id: kib-cni-forwarding\nlocal-hostname: cni-node\n',
+    });
+    await using vm = await startVm(
+      { name: 'kib-cni', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 1024, accelerator: 'auto', firmware: 'bios', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? join(dirs.root, 'state') },
+    );
+    const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'probe', privateKeyPath: keys.privateKeyPath };
+    await waitForSsh(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+    await waitForCloudInit(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+    const root = async (script: string): Promise<string> => {
+      const result = await sshExec(target, 'sudo -n /bin/sh -s', { input: script, timeoutMs: 120_000, allowFailure: true });
+      expect(result.exitCode, `${result.stdout}\n${result.stderr}\nconsole: ${vm.consoleLogPath}`).toBe(0);
+      return result.stdout;
+    };
+
+    expect((await root('firewall-cmd --state')).trim()).toBe('running');
+    await root(SETUP_FORWARDING_PATH);
+    expect(parseForwardingResults(await root(PROBE_FORWARDING_PATH))).toEqual({
+      'pod-a->pod-b': 'ok',
+      'pod-b->pod-a': 'ok',
+      'outside->node:6443': 'ok',
+      'outside->node:12345': 'rejected',
+      'outside->nodeport->pod-a': 'ok',
+      'outside->pod-a': 'ok',
+    });
+
+    await root(REVERT_FIREWALL_FIX);
+    expect(parseForwardingResults(await root(PROBE_FORWARDING_PATH))).toEqual({
+      'pod-a->pod-b': 'rejected',
+      'pod-b->pod-a': 'rejected',
+      'outside->node:6443': 'ok',
+      'outside->node:12345': 'rejected',
+      'outside->nodeport->pod-a': 'ok',
+      'outside->pod-a': 'rejected',
+    });
+    await vm.stop();
+  });
 });
 
 describe('kib build is interrupted or refused cleanly', () => {
