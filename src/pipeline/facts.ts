@@ -1,7 +1,11 @@
-import type { BuildSpec } from '../config/index.js';
+import { arch } from 'node:os';
+import { dirname } from 'node:path';
+import { findStoredByUrl } from '../base-image/index.js';
+import { canonicalJson, sha256Hex, type BuildSpec } from '../config/index.js';
 import { buildFactsSchema, type BuildFacts } from '../core/build-facts.js';
 import { KibError } from '../core/errors.js';
-import type { GitVersion } from './git-version.js';
+import { hashTree } from '../export/index.js';
+import { describeGitVersion, type GitVersion } from './git-version.js';
 
 export const TOOL_NAME = 'kube-image-builder';
 
@@ -46,4 +50,27 @@ export function resolveBuildDate(startedAt: Date, env: NodeJS.ProcessEnv = proce
     return new Date(Number(epoch) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
   }
   return startedAt.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+/**
+ * Facts for `kib plan`, which fetches nothing: the base's sha256 from the pin or the base cache
+ * (else the key chain starts from its URL), the Git version, the build date as a build would
+ * take it now. The accelerator is not probed: no key covers it.
+ */
+export async function planningFacts(
+  spec: BuildSpec,
+  options: { cacheDir: string; repoDir: string; toolVersion: string; env?: NodeJS.ProcessEnv },
+): Promise<{ facts: BuildFacts; baseResolved: boolean }> {
+  const stored = spec.base.sha256 === undefined ? await findStoredByUrl(options.cacheDir, spec.base.url).catch(() => undefined) : undefined;
+  const sha256 = spec.base.sha256 ?? stored?.sha256;
+  const facts = assembleBuildFacts(spec, {
+    version: await describeGitVersion(options.repoDir),
+    base: { url: spec.base.url, sha256: sha256 ?? sha256Hex(canonicalJson({ url: spec.base.url, checksumUrl: spec.base.checksumUrl ?? null })) },
+    playbookSha256: await hashTree(dirname(spec.provision.playbookPath)),
+    toolVersion: options.toolVersion,
+    accelerator: spec.vm.accelerator === 'kvm' ? 'kvm' : 'tcg',
+    hostArch: arch(),
+    buildDate: resolveBuildDate(new Date(), options.env),
+  });
+  return { facts, baseResolved: sha256 !== undefined };
 }
