@@ -2,24 +2,40 @@ import { fetchBaseImage } from '../base-image/index.js';
 import { describeSpec, lockPathFor, updateLock, writeLock } from '../config/index.js';
 import { UsageError } from '../core/errors.js';
 import { cacheDir } from '../pipeline/dirs.js';
+import { LayerStore } from '../layers/index.js';
+import { explainStages, renderKeyChange } from '../pipeline/explain.js';
+import { planningFacts } from '../pipeline/facts.js';
 import { planBuild } from '../pipeline/plan.js';
 import { formatBytes } from '../report/renderers.js';
+import { dirname } from 'node:path';
 import { stringify } from 'yaml';
 import { defineCommand } from './define.js';
 import { CliReporter } from './reporting.js';
 import { resolveSpec, SPEC_HELP, SPEC_OPTIONS } from './spec.js';
+import { toolVersion } from './version.js';
 
 export const planCommand = defineCommand({
   name: 'plan',
-  usage: 'plan [--config FILE] [--json]',
+  usage: 'plan [--config FILE] [--json] [--explain]',
   summary: 'Print the resolved build definition, the steps and their cache keys. Changes nothing.',
-  help: SPEC_HELP,
-  options: SPEC_OPTIONS,
+  help: `${SPEC_HELP}\n  --explain               for each provisioning stage: is its layer stored (hit) and, if not, which inputs changed`,
+  options: { ...SPEC_OPTIONS, explain: { type: 'boolean' } },
   async action(parsed, context) {
     const { spec, lockPath } = await resolveSpec(parsed, context, new CliReporter(parsed.globals, context.stderr));
-    const plan = await planBuild(spec);
+    const cache = cacheDir(context.env);
+    const planning = await planningFacts(spec, {
+      cacheDir: cache,
+      repoDir: spec.configPath === undefined ? context.cwd : dirname(spec.configPath),
+      toolVersion: toolVersion(),
+      env: context.env,
+    });
+    const plan = await planBuild(spec, planning);
+    const explanation = parsed.values.explain === true ? await explainStages(plan.keys, LayerStore.inCache(cache)) : undefined;
     if (parsed.globals.json) {
-      context.stdout.write(`${JSON.stringify({ config: describeSpec(spec), lockPath: lockPath ?? null, steps: plan.steps, cacheKeys: plan.cacheKeys }, null, 2)}\n`);
+      const keyDocuments = Object.fromEntries(plan.keys.map((k) => [k.step, k.document]));
+      context.stdout.write(
+        `${JSON.stringify({ config: describeSpec(spec), lockPath: lockPath ?? null, steps: plan.steps, cacheKeys: plan.cacheKeys, keyDocuments, ...(explanation === undefined ? {} : { explain: explanation }) }, null, 2)}\n`,
+      );
       return 0;
     }
     const out: string[] = [];
@@ -28,6 +44,14 @@ export const planCommand = defineCommand({
     out.push('');
     out.push('# steps');
     for (const step of plan.steps) out.push(`- ${step.phase}: ${step.description}${step.cacheKey === undefined ? '' : `\n    cache key ${step.cacheKey}`}`);
+    if (explanation !== undefined) {
+      out.push('');
+      out.push('# layers');
+      for (const stage of explanation) {
+        out.push(`- ${stage.stage}: ${stage.status} ${stage.key.slice(0, 16)}  ${stage.reason}`);
+        for (const change of stage.changes) out.push(`    ${renderKeyChange(change)}`);
+      }
+    }
     context.stdout.write(`${out.join('\n')}\n`);
     return 0;
   },

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import { parseBuildManifest } from '../core/build-facts.js';
 import { UsageError } from '../core/errors.js';
 import { renderKubevirtManifestStream, renderKubevirtManifests } from '../kubevirt/manifests.js';
 import { pushContainerDisk } from '../push/push-container-disk.js';
@@ -107,10 +108,8 @@ export const kubevirtCommand = defineCommand({
     const url = stringOption(parsed.values, 'url');
     if (url === undefined) throw new UsageError('--url is required: where CDI imports the qcow2 from (for example the address `kib serve` prints)');
     const artifactDir = resolve(context.cwd, dir);
-    const manifest = JSON.parse(await readFile(join(artifactDir, 'manifest.json'), 'utf8')) as {
-      image: { name: string; version: string; kubernetesVersion: string };
-      artifacts: { file: string; kind: string; sha256: string; virtualSizeBytes?: number }[];
-    };
+    const manifestPath = join(artifactDir, 'manifest.json');
+    const manifest = parseBuildManifest(await readFile(manifestPath, 'utf8'), manifestPath);
     const qcow2 = manifest.artifacts.find((a) => a.kind === 'qcow2');
     if (qcow2 === undefined) throw new UsageError(`${artifactDir}/manifest.json lists no qcow2 artifact`);
     const base = url.endsWith('/') ? `${url}${basename(artifactDir)}/${qcow2.file}` : url;

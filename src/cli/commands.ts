@@ -1,4 +1,5 @@
 import { buildCommand } from './cmd-build.js';
+import { cacheCommand } from './cmd-cache.js';
 import { fetchCommand, lockCommand, planCommand } from './cmd-config.js';
 import { doctorCommand } from './cmd-doctor.js';
 import { verifyCommand } from './cmd-verify.js';
@@ -7,4 +8,4 @@ import type { CommandDefinition } from './define.js';
 
 export type { CommandContext, CommandDefinition } from './define.js';
 
-export const COMMANDS: CommandDefinition[] = [buildCommand, planCommand, fetchCommand, lockCommand, verifyCommand, serveCommand, pushCommand, kubevirtCommand, doctorCommand];
+export const COMMANDS: CommandDefinition[] = [buildCommand, planCommand, fetchCommand, lockCommand, verifyCommand, serveCommand, pushCommand, kubevirtCommand, cacheCommand, doctorCommand];

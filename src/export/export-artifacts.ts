@@ -1,6 +1,7 @@
 import { writeFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { BuildFacts } from '../core/build-facts.js';
 import { KibError, throwIfAborted } from '../core/errors.js';
 import type { Artifact, ArtifactKind, DiskImage } from '../core/types.js';
 import type { Reporter } from '../report/events.js';
@@ -34,16 +35,16 @@ export interface ExportRequest {
 }
 
 /** Labels of the containerDisk image config. */
-export function containerDiskLabels(meta: ExportMeta, diskSha256: string): Record<string, string> {
+export function containerDiskLabels(facts: BuildFacts, diskSha256: string): Record<string, string> {
   return {
-    'io.kube-image-builder.base-sha256': meta.base.sha256,
+    'io.kube-image-builder.base-sha256': facts.base.sha256,
     'io.kube-image-builder.disk-format': 'qcow2',
     'io.kube-image-builder.disk-sha256': diskSha256,
-    'io.kube-image-builder.kubernetes-version': meta.kubernetesVersion,
-    'org.opencontainers.image.created': rfc3339Seconds(new Date(meta.startedAt)),
-    ...(meta.commit === undefined ? {} : { 'org.opencontainers.image.revision': meta.commit }),
-    'org.opencontainers.image.title': meta.imageName,
-    'org.opencontainers.image.version': meta.imageVersion,
+    'io.kube-image-builder.kubernetes-version': facts.kubernetes.version,
+    'org.opencontainers.image.created': rfc3339Seconds(new Date(facts.build.date)),
+    ...(facts.image.commit === null ? {} : { 'org.opencontainers.image.revision': facts.image.commit }),
+    'org.opencontainers.image.title': facts.image.name,
+    'org.opencontainers.image.version': facts.image.version,
   };
 }
 
@@ -61,8 +62,8 @@ export async function exportArtifacts(request: ExportRequest): Promise<Artifact[
   if (!/^[A-Za-z0-9._-]+$/.test(stem) || stem.startsWith('.')) {
     throw new KibError('EXPORT_INVALID', `artifact stem '${stem}' must match [A-Za-z0-9._-]+ and not start with '.'`);
   }
-  const createdAt = new Date(meta.startedAt);
-  if (Number.isNaN(createdAt.getTime())) throw new KibError('EXPORT_INVALID', `build start '${meta.startedAt}' is not an RFC 3339 date`);
+  const createdAt = new Date(meta.facts.build.date);
+  if (Number.isNaN(createdAt.getTime())) throw new KibError('EXPORT_INVALID', `build date '${meta.facts.build.date}' is not an RFC 3339 date`);
   const signalOption = signal === undefined ? {} : { signal };
   const reporterOption = reporter === undefined ? {} : { reporter };
 
@@ -103,9 +104,9 @@ export async function exportArtifacts(request: ExportRequest): Promise<Artifact[
     const containerDisk = await writeContainerDisk({
       diskPath: qcow2.path,
       outPath: join(stagingDir, `${stem}.containerdisk.tar`),
-      labels: containerDiskLabels(meta, qcow2Artifact.sha256),
+      labels: containerDiskLabels(meta.facts, qcow2Artifact.sha256),
       created: createdAt,
-      tag: containerDiskTag({ kubernetesVersion: meta.kubernetesVersion, imageVersion: meta.imageVersion }),
+      tag: containerDiskTag({ kubernetesVersion: meta.facts.kubernetes.version, imageVersion: meta.facts.image.version }),
       ...signalOption,
       ...reporterOption,
     });
@@ -114,7 +115,7 @@ export async function exportArtifacts(request: ExportRequest): Promise<Artifact[
   }
 
   throwIfAborted(signal, 'The export');
-  const sbomText = renderJson(buildSbom(inventory, { ...meta, diskSha256: qcow2Artifact.sha256 }));
+  const sbomText = renderJson(buildSbom(inventory, { facts: meta.facts, diskSha256: qcow2Artifact.sha256 }));
   const sbomPath = join(stagingDir, SBOM_FILE);
   await writeFile(sbomPath, sbomText);
   record(textArtifact(sbomPath, 'sbom', sbomText));

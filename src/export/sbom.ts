@@ -5,9 +5,7 @@ import type { ExportMeta, GuestInventory } from './types.js';
 
 export const SBOM_FILE = 'sbom.cdx.json';
 
-export type SbomMeta = Pick<ExportMeta, 'toolName' | 'toolVersion' | 'imageName' | 'imageVersion' | 'commit' | 'kubernetesVersion' | 'base'> & {
-  /** RFC 3339 UTC: the build date, so the SBOM does not change with the time it was written. */
-  startedAt: string;
+export type SbomMeta = Pick<ExportMeta, 'facts'> & {
   /** sha256 of the final qcow2: the SBOM describes exactly this disk. */
   diskSha256: string;
 };
@@ -114,11 +112,12 @@ export function buildSbom(inventory: GuestInventory, meta: SbomMeta): CycloneDxB
     });
   }
 
+  const { facts } = meta;
   const tool: CdxComponent = {
     type: 'application',
-    'bom-ref': `tool:${meta.toolName}@${meta.toolVersion}`,
-    name: meta.toolName,
-    version: meta.toolVersion,
+    'bom-ref': `tool:${facts.tool.name}@${facts.tool.version}`,
+    name: facts.tool.name,
+    version: facts.tool.version,
   };
   return {
     $schema: 'http://cyclonedx.org/schema/bom-1.5.schema.json',
@@ -127,23 +126,24 @@ export function buildSbom(inventory: GuestInventory, meta: SbomMeta): CycloneDxB
     serialNumber: `urn:uuid:${uuidV5(URL_NAMESPACE, `urn:kube-image-builder:sbom:sha256:${meta.diskSha256}`)}`,
     version: 1,
     metadata: {
-      timestamp: meta.startedAt,
+      // The build date, so the SBOM does not change with the time it was written.
+      timestamp: facts.build.date,
       tools: { components: [tool] },
       component: {
         type: 'operating-system',
-        'bom-ref': `image:${meta.imageName}@${meta.imageVersion}`,
-        name: meta.imageName,
-        version: meta.imageVersion,
-        description: `Kubernetes ${meta.kubernetesVersion} node image`,
+        'bom-ref': `image:${facts.image.name}@${facts.image.version}`,
+        name: facts.image.name,
+        version: facts.image.version,
+        description: `Kubernetes ${facts.kubernetes.version} node image`,
         hashes: [sha256Hash(meta.diskSha256, 'the disk')],
         properties: [
-          ...(meta.commit === undefined ? [] : [{ name: 'kube-image-builder:git-commit', value: meta.commit }]),
-          { name: 'kube-image-builder:kubernetes-version', value: meta.kubernetesVersion },
+          ...(facts.image.commit === null ? [] : [{ name: 'kube-image-builder:git-commit', value: facts.image.commit }]),
+          { name: 'kube-image-builder:kubernetes-version', value: facts.kubernetes.version },
         ],
       },
       properties: [
-        { name: 'kube-image-builder:base-url', value: meta.base.url },
-        { name: 'kube-image-builder:base-sha256', value: meta.base.sha256 },
+        { name: 'kube-image-builder:base-url', value: facts.base.url },
+        { name: 'kube-image-builder:base-sha256', value: facts.base.sha256 },
         { name: 'kube-image-builder:kubernetes-installed', value: String(inventory.kubernetes.installed) },
         ...(inventory.kubernetes.skippedReason === null
           ? []

@@ -3,7 +3,8 @@ import { arch } from 'node:os';
 import { join } from 'node:path';
 import { fetchBaseImage } from '../base-image/index.js';
 import type { BuildSpec } from '../config/index.js';
-import { CleanupStack, } from '../core/cleanup.js';
+import { playbookVarsFromFacts, type BuildFacts } from '../core/build-facts.js';
+import { CleanupStack } from '../core/cleanup.js';
 import type { Artifact, BaseImage } from '../core/types.js';
 import { artifactStem, createStaging, discardStaging, exportArtifacts, finalizeOutput, hashTree } from '../export/index.js';
 import { provisionImage, type ProvisionResult } from '../provision/provision.js';
@@ -13,6 +14,8 @@ import { detectAccelerator, reapOrphans } from '../vm/index.js';
 import { buildToolNeeds, checkHostTools } from './preflight.js';
 import { describeGitVersion, type GitVersion } from './git-version.js';
 import { newBuildId } from './dirs.js';
+import { assembleBuildFacts, resolveBuildDate } from './facts.js';
+import { reapStaleWorkDirs, recordBuildOwner } from './work-dirs.js';
 
 export interface BuildOptions {
   cacheDir: string;
@@ -33,6 +36,7 @@ export interface BuildResult {
   artifacts: Artifact[];
   base: BaseImage;
   version: GitVersion;
+  facts: BuildFacts;
   accelerator: { accelerator: 'kvm' | 'tcg'; reason: string };
   phasesMs: { preflight: number; base: number; provision: number; export: number };
   provision: ProvisionResult['stepsMs'];
@@ -45,11 +49,13 @@ export interface BuildResult {
  */
 export async function buildImage(spec: BuildSpec, options: BuildOptions): Promise<BuildResult> {
   const { reporter, signal } = options;
-  const buildId = newBuildId(spec.name);
+  const startedAt = new Date();
+  const buildDate = resolveBuildDate(startedAt);
+  const buildId = newBuildId(spec.name, startedAt);
   const logDir = join(options.stateDir, 'builds', buildId);
   await mkdir(logDir, { recursive: true });
+  await recordBuildOwner(logDir, buildId);
   options.onBuildId?.(buildId, logDir);
-  const startedAt = new Date();
 
   await using cleanup = new CleanupStack((label, error) =>
     reporter.emit({ type: 'warning', message: `cleanup '${label}' failed: ${error instanceof Error ? error.message : String(error)}` }),
@@ -59,6 +65,8 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     await checkHostTools(buildToolNeeds(spec));
     const reaped = await reapOrphans(options.stateDir);
     if (reaped > 0) reporter.emit({ type: 'warning', message: `stopped ${reaped} QEMU process(es) left behind by an earlier kib that was killed` });
+    const staleWork = await reapStaleWorkDirs(options.stateDir);
+    for (const dir of staleWork) reporter.emit({ type: 'step', phase: 'preflight', message: `removed ${dir.path} (${dir.sizeBytes} bytes), left behind by a build that is gone` });
     const accelerator = await detectAccelerator(spec.vm.accelerator);
     reporter.emit({ type: 'step', phase: 'preflight', message: `accelerator: ${accelerator.accelerator} (${accelerator.reason})` });
     if (accelerator.accelerator === 'tcg' && spec.vm.accelerator === 'auto') {
@@ -77,6 +85,16 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     ),
   );
 
+  const facts = assembleBuildFacts(spec, {
+    version,
+    base: base.value,
+    playbookSha256: await hashTree(join(spec.provision.playbookPath, '..')),
+    toolVersion: options.toolVersion,
+    accelerator: accelerator.accelerator,
+    hostArch: arch(),
+    buildDate,
+  });
+
   const workDir = join(logDir, 'work');
   cleanup.defer('remove the work directory', () => rm(workDir, { recursive: true, force: true }));
   const provision = await timePhase(reporter, 'provision', `provisioning with ${spec.provision.playbookPath}`, () =>
@@ -87,23 +105,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
         diskSizeBytes: spec.disk.sizeBytes,
         vm: { cpus: spec.vm.cpus, memoryMiB: spec.vm.memoryMiB, accelerator: accelerator.accelerator, firmware: spec.vm.firmware, bootTimeoutMs: spec.vm.bootTimeoutMs },
         playbookPath: spec.provision.playbookPath,
-        vars: {
-          ...spec.provision.vars,
-          kib_kubernetes_version: spec.kubernetes.version,
-          kib_kubernetes_packages: spec.kubernetes.packages,
-          kib_selinux: spec.node.selinux,
-          kib_firewall: spec.node.firewall,
-          kib_pod_cidrs: spec.node.network.podCidrs,
-          kib_service_cidrs: spec.node.network.serviceCidrs,
-          kib_overlay_ports: spec.node.network.overlayPorts,
-          kib_os_family: spec.base.osFamily,
-          kib_image_name: spec.name,
-          kib_image_version: version.version,
-          kib_git_commit: version.commit ?? 'unknown',
-          kib_base_sha256: base.value.sha256,
-          kib_base_url: base.value.url,
-          kib_build_date: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
-        },
+        vars: playbookVarsFromFacts(facts),
       },
       { workDir, logDir, stateDir: options.stateDir, signal, reporter },
     ),
@@ -112,7 +114,6 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
   const stem = artifactStem({ name: spec.name, kubernetesVersion: spec.kubernetes.version, imageVersion: version.version });
   const staging = await createStaging(spec.outputs.dir, buildId);
   cleanup.defer('discard the staging directory', () => discardStaging(staging));
-  const playbookSha256 = await hashTree(join(spec.provision.playbookPath, '..'));
 
   const exported = await timePhase(reporter, 'export', `writing ${spec.outputs.formats.join(', ')} to ${spec.outputs.dir}`, async () => {
     const phasesSoFar = { preflight: preflight.durationMs, base: base.durationMs, provision: provision.durationMs };
@@ -123,23 +124,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
       formats: spec.outputs.formats,
       compress: spec.outputs.compress,
       inventory: provision.value.inventory,
-      meta: {
-        toolName: 'kube-image-builder',
-        toolVersion: options.toolVersion,
-        imageName: spec.name,
-        imageVersion: version.version,
-        commit: version.commit,
-        kubernetesVersion: spec.kubernetes.version,
-        base: { url: base.value.url, sha256: base.value.sha256, osFamily: spec.base.osFamily },
-        node: { selinux: spec.node.selinux, firewall: spec.node.firewall },
-        config: { path: spec.configPath, sha256: spec.configSha256 },
-        playbookSha256,
-        startedAt: startedAt.toISOString(),
-        phasesMs: phasesSoFar,
-        provisionStepsMs: provision.value.stepsMs,
-        accelerator: accelerator.accelerator,
-        hostArch: arch(),
-      },
+      meta: { facts, startedAt: startedAt.toISOString(), phasesMs: phasesSoFar, provisionStepsMs: provision.value.stepsMs },
       signal,
       reporter,
     });
@@ -156,6 +141,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     artifacts,
     base: base.value,
     version,
+    facts,
     accelerator,
     phasesMs: { preflight: preflight.durationMs, base: base.durationMs, provision: provision.durationMs, export: exported.durationMs },
     provision: provision.value.stepsMs,

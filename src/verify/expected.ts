@@ -1,3 +1,4 @@
+import { factsFromManifest, parseBuildManifest } from '../core/build-facts.js';
 import { KibError } from '../core/errors.js';
 import type { OsFamily } from '../core/types.js';
 
@@ -101,34 +102,24 @@ function unquoteShellWord(word: string): string | undefined {
 }
 
 /**
- * Derives the expectation from an artifact's manifest.json. Tolerant on purpose: manifests of
- * other schema versions, or hand-written ones, may lack fields; `overrides` (from image.yaml or
- * the command line) fill or replace anything. Fails only when the OS family or the Kubernetes
- * version cannot be found anywhere, since every check depends on those two.
+ * Derives the expectation from an artifact's manifest.json, parsed through the manifest schema
+ * the export wrote it with (src/core/build-facts.ts): a manifest that does not parse is an error
+ * that names its problems, not a guess. `overrides` (from image.yaml or the command line) replace
+ * what it says.
  */
-export function expectedFromManifest(manifest: unknown, overrides: ExpectedOverrides = {}): ExpectedImage {
-  const m = asRecord(manifest);
-  const image = asRecord(m['image']);
-  const kubernetes = asRecord(m['kubernetes']);
-  const base = asRecord(m['base']);
-  const node = asRecord(m['node']);
-  const guestOs = asRecord(asRecord(m['guest'])['os']);
-
-  const found: Partial<ExpectedImage> = {};
-  const family = asOsFamily(base['osFamily']) ?? asOsFamily(m['osFamily']) ?? osFamilyFromId(asString(guestOs['id']));
-  if (family !== undefined) found.osFamily = family;
-  const version = asVersion(image['kubernetesVersion']) ?? asVersion(kubernetes['version']);
-  if (version !== undefined) found.kubernetesVersion = version;
-  if (typeof kubernetes['installed'] === 'boolean') found.kubernetesInstalled = kubernetes['installed'];
-  const reason = asString(kubernetes['skippedReason']);
-  if (reason !== undefined) found.kubernetesSkippedReason = reason;
-  const selinux = asSelinux(node['selinux']);
-  if (selinux !== undefined) found.selinux = selinux;
-  if (typeof node['firewall'] === 'boolean') found.firewall = node['firewall'];
-  const imageVersion = asString(image['version']);
-  if (imageVersion !== undefined) found.imageVersion = imageVersion;
-
-  return completeExpected({ ...found, ...definedOnly(overrides) }, 'manifest.json');
+export function expectedFromManifest(manifest: unknown, overrides: ExpectedOverrides = {}, source = 'manifest.json'): ExpectedImage {
+  const parsed = parseBuildManifest(manifest, source);
+  const facts = factsFromManifest(parsed);
+  const found: Partial<ExpectedImage> = {
+    osFamily: facts.base.osFamily,
+    kubernetesVersion: facts.kubernetes.version,
+    kubernetesInstalled: parsed.kubernetes.installed,
+    selinux: facts.node.selinux,
+    firewall: facts.node.firewall,
+    imageVersion: facts.image.version,
+  };
+  if (parsed.kubernetes.skippedReason !== null) found.kubernetesSkippedReason = parsed.kubernetes.skippedReason;
+  return completeExpected({ ...found, ...definedOnly(overrides) }, source);
 }
 
 /**
@@ -188,10 +179,6 @@ export function osFamilyFromId(id: string | undefined): OsFamily | undefined {
 
 function definedOnly(value: ExpectedOverrides): Partial<ExpectedImage> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<ExpectedImage>;
-}
-
-function asRecord(value: unknown): Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 function asString(value: unknown): string | undefined {

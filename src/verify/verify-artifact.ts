@@ -61,10 +61,10 @@ export async function verifyArtifact(artifactPath: string, options: VerifyArtifa
     throw new KibError('ARTIFACT_FORMAT', `${artifactPath} is ${info.format}; kib verify (and KubeVirt) take qcow2 or raw`);
   }
   const format: 'qcow2' | 'raw' = info.format;
-  let manifest: unknown;
+  let manifest: string | undefined;
   const manifestPath = options.manifestPath ?? join(dirname(artifactPath), 'manifest.json');
   try {
-    manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    manifest = await readFile(manifestPath, 'utf8');
   } catch (error) {
     if (options.manifestPath !== undefined) throw new KibError('MANIFEST_UNREADABLE', `Could not read ${manifestPath}: ${(error as Error).message}`);
   }
@@ -74,7 +74,7 @@ export async function verifyArtifact(artifactPath: string, options: VerifyArtifa
   await mkdir(join(options.stateDir, 'verify'), { recursive: true });
   const workDir = await mkdtemp(join(options.stateDir, 'verify', `${basename(artifactPath)}-`));
   try {
-    let expected = manifest === undefined ? undefined : expectedFromManifest(manifest, overrides);
+    let expected = manifest === undefined ? undefined : expectedFromManifest(manifest, overrides, manifestPath);
     const results: CheckResult[] = [];
     if (expected !== undefined && options.skipHygiene !== true) {
       step(`reading the artifact's files offline (hygiene: host keys, machine-id, cloud-init state, build user, logs)`);

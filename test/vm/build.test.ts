@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBuildManifest } from '../../src/core/build-facts.js';
 import { sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
 import { KUBEVIRT_REQUIRED_AGENT_COMMANDS } from '../../src/verify/guest-checks.js';
 import { generateKeyPair } from '../../src/ssh/index.js';
@@ -71,7 +72,8 @@ describe('kib build (offline Debian 12 test base)', () => {
     expect(check.trim().split('\n')).toHaveLength(5);
     expect(check).not.toMatch(/FAILED/);
 
-    const manifest = JSON.parse(await readFile(join(output.outputDir, 'manifest.json'), 'utf8')) as Record<string, any>;
+    // Read through the schema every reader of manifest.json uses.
+    const manifest = parseBuildManifest(await readFile(join(output.outputDir, 'manifest.json'), 'utf8'));
     expect(manifest.base.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.base.url).toContain('debian-12');
     expect(manifest.config.sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -79,8 +81,8 @@ describe('kib build (offline Debian 12 test base)', () => {
     expect(manifest.tool.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(typeof manifest.image.version).toBe('string');
     expect(manifest.image.kubernetesVersion).toMatch(/^\d+\.\d+\.\d+$/);
-    for (const phase of ['base', 'provision', 'export']) expect(manifest.build.phases[phase]).toBeGreaterThan(0);
-    for (const artifact of manifest.artifacts as { file: string; sha256: string; sizeBytes: number }[]) {
+    for (const phase of ['base', 'provision', 'export'] as const) expect(manifest.build.phases[phase]).toBeGreaterThan(0);
+    for (const artifact of manifest.artifacts) {
       expect(artifact.sha256).toMatch(/^[0-9a-f]{64}$/);
       expect(artifact.sizeBytes).toBeGreaterThan(0);
     }

@@ -20,7 +20,7 @@ describe('kib CLI', () => {
   it('--help lists every command and exits 0', async () => {
     const result = await runKib(['--help']);
     expect(result.exitCode).toBe(0);
-    for (const command of ['build', 'plan', 'fetch', 'lock', 'verify', 'doctor']) expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    for (const command of ['build', 'plan', 'fetch', 'lock', 'verify', 'cache', 'doctor']) expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
   });
 
   it('an unknown command or flag is a usage error (exit 2) that names it', async () => {
@@ -57,6 +57,19 @@ describe('kib CLI', () => {
     expect(changed.cacheKeys['provision.disk']).toBe(baseline.cacheKeys['provision.disk']);
     expect(changed.cacheKeys['provision.os']).not.toBe(baseline.cacheKeys['provision.os']);
     expect(changed.cacheKeys.export).not.toBe(baseline.cacheKeys.export);
+  });
+
+  it('plan --explain says for each stage whether its layer is stored, and cache ls/prune work on an empty store', async () => {
+    const explained = await runKib(['plan', '--explain'], { env: dirs.env });
+    expect(explained.exitCode, explained.stderr).toBe(0);
+    for (const stage of ['os', 'runtime', 'kubernetes', 'images', 'finalize']) expect(explained.stdout).toMatch(new RegExp(`^- ${stage}: miss [0-9a-f]{16}  no layer of this stage is stored$`, 'm'));
+    const listed = await runKib(['cache', 'ls'], { env: dirs.env });
+    expect(listed.exitCode, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('0 layer(s)');
+    const pruned = await runKib(['cache', 'prune', '--max-size', '1G', '--json'], { env: dirs.env });
+    expect(pruned.exitCode, pruned.stderr).toBe(0);
+    expect(JSON.parse(pruned.stdout)).toMatchObject({ removed: [], freedBytes: 0 });
+    expect((await runKib(['cache', 'frobnicate'], { env: dirs.env })).exitCode).toBe(2);
   });
 
   it('a bad build definition lists every problem with its path and exits 2', async () => {

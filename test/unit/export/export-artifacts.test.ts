@@ -1,6 +1,7 @@
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBuildManifest } from '../../../src/core/build-facts.js';
 import { isCancelled } from '../../../src/core/errors.js';
 import type { Artifact } from '../../../src/core/types.js';
 import {
@@ -9,7 +10,6 @@ import {
   discardStaging,
   exportArtifacts,
   finalizeOutput,
-  type BuildManifest,
   type CycloneDxBom,
   type ExportRequest,
 } from '../../../src/export/index.js';
@@ -17,7 +17,7 @@ import { run } from '../../../src/process/index.js';
 import type { KibEvent } from '../../../src/report/events.js';
 import { makeOverlayDisk, makeTempDir, sampleInventory, sampleMeta } from './support.js';
 
-const stem = artifactStem({ name: sampleMeta.imageName, kubernetesVersion: sampleMeta.kubernetesVersion, imageVersion: sampleMeta.imageVersion });
+const stem = artifactStem({ name: sampleMeta.facts.image.name, kubernetesVersion: sampleMeta.facts.kubernetes.version, imageVersion: sampleMeta.facts.image.version });
 
 describe('exportArtifacts', () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -52,7 +52,8 @@ describe('exportArtifacts', () => {
     const check = await run('sha256sum', ['--strict', '-c', 'SHA256SUMS'], { cwd: staging });
     expect(check.stdout.trim().split('\n')).toEqual(files.filter((f) => f !== 'SHA256SUMS').sort().map((f) => `${f}: OK`));
 
-    const manifest = JSON.parse(await readFile(join(staging, 'manifest.json'), 'utf8')) as BuildManifest;
+    // Read back through the schema every reader uses (verify, kubevirt manifests).
+    const manifest = parseBuildManifest(await readFile(join(staging, 'manifest.json'), 'utf8'));
     const byFile = (a: Artifact): string => a.path.slice(staging.length + 1);
     expect(manifest.artifacts.map((a) => [a.file, a.kind, a.sha256, a.sizeBytes])).toEqual(
       artifacts.filter((a) => a.kind !== 'manifest' && a.kind !== 'sha256sums').map((a) => [byFile(a), a.kind, a.sha256, a.sizeBytes]).sort(),
@@ -73,7 +74,7 @@ describe('exportArtifacts', () => {
     expect(inspect.Labels).toMatchObject({
       'io.kube-image-builder.disk-sha256': qcow2Sha,
       'io.kube-image-builder.kubernetes-version': '1.36.1',
-      'org.opencontainers.image.version': sampleMeta.imageVersion,
+      'org.opencontainers.image.version': sampleMeta.facts.image.version,
       'org.opencontainers.image.created': '2026-09-01T10:00:00Z',
     });
 

@@ -44,7 +44,7 @@ describe('buildSbom', () => {
     const bom = buildSbom(sampleInventory, { ...sampleMeta, diskSha256 });
     expect(bom.bomFormat).toBe('CycloneDX');
     expect(bom.specVersion).toBe('1.5');
-    expect(bom.metadata.timestamp).toBe(sampleMeta.startedAt);
+    expect(bom.metadata.timestamp).toBe(sampleMeta.facts.build.date);
     expect(bom.metadata.component).toMatchObject({ type: 'operating-system', name: 'rocky-9', version: 'v0.3.0-2-gabc1234', hashes: [{ alg: 'SHA-256', content: diskSha256 }] });
     const purls = bom.components.filter((c) => c.type === 'library').map((c) => c.purl);
     expect(purls).toEqual([

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BuildFacts } from '../../../src/core/build-facts.js';
 import type { ExportMeta, GuestInventory } from '../../../src/export/index.js';
 import { run } from '../../../src/process/index.js';
 
@@ -58,20 +59,21 @@ export const debianInventory: GuestInventory = {
   kubernetes: { installed: false, skippedReason: 'the Kubernetes package source is not reachable from the build VM', version: null },
 };
 
-export const sampleMeta: ExportMeta = {
-  toolName: 'kube-image-builder',
-  toolVersion: '0.1.0',
-  imageName: 'rocky-9',
-  imageVersion: 'v0.3.0-2-gabc1234',
-  commit: '0123456789abcdef0123456789abcdef01234567',
-  kubernetesVersion: '1.36.1',
+export const sampleFacts: BuildFacts = {
+  image: { name: 'rocky-9', version: 'v0.3.0-2-gabc1234', commit: '0123456789abcdef0123456789abcdef01234567' },
+  kubernetes: { version: '1.36.1', packages: 'required' },
+  node: { selinux: 'permissive', firewall: true, network: { podCidrs: ['10.244.0.0/16'], serviceCidrs: ['10.96.0.0/12'], overlayPorts: ['4789/udp', '8472/udp', '179/tcp'] } },
   base: { url: 'https://example.org/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2', sha256: 'f'.repeat(64), osFamily: 'redhat' },
-  node: { selinux: 'permissive', firewall: true },
+  disk: { sizeBytes: 20 * 1024 ** 3 },
   config: { path: '/repo/image.yaml', sha256: '1'.repeat(64) },
-  playbookSha256: '2'.repeat(64),
+  playbook: { sha256: '2'.repeat(64), vars: {} },
+  tool: { name: 'kube-image-builder', version: '0.1.0' },
+  build: { date: '2026-09-01T10:00:00Z', accelerator: 'tcg', hostArch: 'x64' },
+};
+
+export const sampleMeta: ExportMeta = {
+  facts: sampleFacts,
   startedAt: '2026-09-01T10:00:00.000Z',
   phasesMs: { preflight: 150, base: 1200, provision: 345_000 },
   provisionStepsMs: { seal: 9000, boot: 41_000, playbook: 280_000, cloudInit: 15_000 },
-  accelerator: 'tcg',
-  hostArch: 'x64',
 };
