@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,36 @@ describe('kib CLI', () => {
     const result = await runKib(['plan', '--config', config], { env: dirs.env });
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/line 2|2:\d+/);
+  });
+
+  it('kib kubevirt manifests without --containerdisk marks the placeholder image in the YAML and warns on stderr', async () => {
+    const artifactDir = join(scratch, 'rocky-9-out');
+    await mkdir(artifactDir, { recursive: true });
+    await writeFile(
+      join(artifactDir, 'manifest.json'),
+      JSON.stringify({
+        image: { name: 'rocky-9', version: '1.4.0', kubernetesVersion: '1.36.1' },
+        artifacts: [{ file: 'rocky-9.qcow2', kind: 'qcow2', sha256: 'a'.repeat(64), virtualSizeBytes: 20 * 1024 ** 3 }],
+      }),
+    );
+    const placeholder = 'registry.example.com/rocky-9:v1.36.1';
+    const help = await runKib(['kubevirt', '--help']);
+    expect(help.stdout).toContain('placeholder');
+    expect(help.stdout).toContain('registry.example.com/<name>:v<kubernetes version>');
+
+    const bare = await runKib(['kubevirt', 'manifests', artifactDir, '--url', 'http://192.0.2.10:8080/'], { env: dirs.env });
+    expect(bare.exitCode, bare.stderr).toBe(0);
+    expect(bare.stdout.match(new RegExp(`^# PLACEHOLDER image: ${placeholder.replace(/\./g, '\\.')} `, 'gm'))).toHaveLength(2);
+    expect(bare.stdout).toContain(`image: ${placeholder}\n`);
+    expect(bare.stderr).toContain(`warning: no --containerdisk given`);
+    expect(bare.stderr).toContain(placeholder);
+
+    const ref = `registry.example.com/kib/rocky-9:v1.36.1@sha256:${'b'.repeat(64)}`;
+    const pushed = await runKib(['kubevirt', 'manifests', artifactDir, '--url', 'http://192.0.2.10:8080/', '--containerdisk', ref], { env: dirs.env });
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    expect(pushed.stdout).not.toContain('PLACEHOLDER');
+    expect(pushed.stdout).toContain(`image: ${ref}\n`);
+    expect(pushed.stderr).toBe('');
   });
 
   it('kib fetch of the default build fails at once when the base URL refuses connections, naming the URL and --base', async () => {
