@@ -4,8 +4,8 @@ import { hashTree } from '../export/index.js';
 import { buildToolNeeds } from './preflight.js';
 
 /**
- * The playbook's stages, in order. Today they run in one VM session; each is a boundary where a
- * qcow2 layer could be cached, keyed by the chain below.
+ * The playbook's stages, in order (its roles carry these tags). A build runs them all in one VM
+ * session; `kib plan` prints a chained key per stage, but no build caches anything under it yet.
  */
 export const PROVISION_STAGES = [
   { name: 'os', tags: ['os'], summary: 'distribution packages, kernel modules, sysctls, swap, time, firewall, guest agent, cloud-init, networking' },
