@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseBuildManifest } from '../core/build-facts.js';
 import { UsageError } from '../core/errors.js';
-import { renderKubevirtManifestStream, renderKubevirtManifests } from '../kubevirt/manifests.js';
+import { placeholderContainerDiskRef, renderKubevirtManifestStream, renderKubevirtManifests } from '../kubevirt/manifests.js';
 import { pushContainerDisk } from '../push/push-container-disk.js';
 import { startArtifactServer } from '../serve/artifact-server.js';
 import { stringOption } from './args.js';
@@ -98,7 +98,9 @@ export const kubevirtCommand = defineCommand({
     '',
     'Options:',
     '  --url URL             where CDI downloads the qcow2 (e.g. the address of `kib serve`, ending in /)',
-    '  --containerdisk REF   the pushed containerDisk (kib push prints it, pinned by digest)',
+    '  --containerdisk REF   the pushed containerDisk (kib push prints it, pinned by digest). Without it the',
+    '                        containerDisk VirtualMachine and the CAPK template name a placeholder,',
+    '                        registry.example.com/<name>:v<kubernetes version>, marked "# PLACEHOLDER image:"',
     '  --name NAME  --namespace NS  --storage-class SC  --firmware bios|uefi',
   ].join('\n'),
   options: { url: { type: 'string' }, containerdisk: { type: 'string' }, name: { type: 'string' }, namespace: { type: 'string' }, 'storage-class': { type: 'string' }, firmware: { type: 'string' } },
@@ -118,6 +120,14 @@ export const kubevirtCommand = defineCommand({
     const name = stringOption(parsed.values, 'name');
     const namespace = stringOption(parsed.values, 'namespace');
     const storageClassName = stringOption(parsed.values, 'storage-class');
+    const containerDiskRef = stringOption(parsed.values, 'containerdisk');
+    if (containerDiskRef === undefined) {
+      const placeholder = placeholderContainerDiskRef(manifest.image.name, manifest.image.kubernetesVersion);
+      new CliReporter(parsed.globals, context.stderr).emit({
+        type: 'warning',
+        message: `no --containerdisk given: the containerDisk VirtualMachine and the KubevirtMachineTemplate name the placeholder ${placeholder}; pass the reference kib push prints`,
+      });
+    }
     const yaml = renderKubevirtManifestStream(renderKubevirtManifests({
       imageName: manifest.image.name,
       kubernetesVersion: manifest.image.kubernetesVersion,
@@ -125,7 +135,7 @@ export const kubevirtCommand = defineCommand({
       httpUrl: base,
       sha256: qcow2.sha256,
       virtualSizeBytes: qcow2.virtualSizeBytes ?? 0,
-      containerDiskRef: stringOption(parsed.values, 'containerdisk') ?? `registry.example.com/${manifest.image.name}:v${manifest.image.kubernetesVersion}`,
+      ...(containerDiskRef === undefined ? {} : { containerDiskRef }),
       ...(name === undefined ? {} : { name }),
       ...(namespace === undefined ? {} : { namespace }),
       ...(storageClassName === undefined ? {} : { storageClassName }),

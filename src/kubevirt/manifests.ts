@@ -15,8 +15,12 @@ export interface KubevirtManifestInput {
   sha256: string;
   /** Virtual size of the disk image: the guest's root disk size before CDI grows it. */
   virtualSizeBytes: number;
-  /** The pushed containerDisk, ideally pinned: `registry/repo:tag@sha256:…`. */
-  containerDiskRef: string;
+  /**
+   * The pushed containerDisk, ideally pinned: `registry/repo:tag@sha256:…`. When omitted, the
+   * documents that boot a containerDisk carry `placeholderContainerDiskRef(…)` and a comment line
+   * starting with `PLACEHOLDER` that says so.
+   */
+  containerDiskRef?: string;
   /** Base name of the resources (a DNS-1123 label); derived from name and versions when omitted. */
   name?: string;
   namespace?: string;
@@ -52,6 +56,11 @@ export class KubevirtManifestInputError extends KibError {
     );
     this.issues = issues;
   }
+}
+
+/** What the containerDisk documents name when no pushed image is given: not pullable by design. */
+export function placeholderContainerDiskRef(imageName: string, kubernetesVersion: string): string {
+  return `registry.example.com/${imageName}:v${kubernetesVersion}`;
 }
 
 /** CDI's default filesystem overhead (`DefaultGlobalOverhead = "0.06"`). */
@@ -155,7 +164,12 @@ export function renderKubevirtManifests(input: KubevirtManifestInput): KubevirtM
     },
   };
 
-  const containerDisk = { image: input.containerDiskRef, imagePullPolicy: 'IfNotPresent' };
+  const containerDiskRef = input.containerDiskRef ?? placeholderContainerDiskRef(input.imageName, input.kubernetesVersion);
+  const containerDisk = { image: containerDiskRef, imagePullPolicy: 'IfNotPresent' };
+  const placeholderNote =
+    input.containerDiskRef === undefined
+      ? [`PLACEHOLDER image: ${containerDiskRef} is not a pushed image. Push the containerDisk (kib push) and pass the reference it prints with --containerdisk REF.`]
+      : [];
   const capkDomain = domain([{ name: 'containervolume' }]);
   // No interfaces or networks: KubeVirt then attaches the pod network itself, as in CAPK's own templates.
   const { interfaces: _interfaces, ...capkDevices } = capkDomain.devices as Record<string, unknown>;
@@ -200,10 +214,12 @@ export function renderKubevirtManifests(input: KubevirtManifestInput): KubevirtM
       `Boots from the DataVolume ${names.dataVolume}; cloud-init grows the root filesystem to the PVC size.`,
     ]),
     containerDiskVirtualMachine: render(vmWith(names.ephemeralVm, { containerDisk }), [
+      ...placeholderNote,
       header,
       'Boots the containerDisk: the root disk is ephemeral and keeps the image size; writes are lost on restart.',
     ]),
     kubevirtMachineTemplate: render(kubevirtMachineTemplate, [
+      ...placeholderNote,
       header,
       'Cluster API KubeVirt provider machine template. CAPK adds the bootstrap data itself as a',
       'cloudInitConfigDrive volume (the image supports ConfigDrive) and checks /run/cluster-api/bootstrap-success.complete over SSH.',
@@ -257,7 +273,7 @@ function validate(input: KubevirtManifestInput): { field: string; message: strin
   if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) add('httpUrl', `expected an http(s) URL, got "${input.httpUrl}"`);
   if (!/^(sha256:)?[0-9a-fA-F]{64}$/.test(input.sha256)) add('sha256', `expected 64 hex digits, got "${input.sha256}"`);
   if (!Number.isSafeInteger(input.virtualSizeBytes) || input.virtualSizeBytes <= 0) add('virtualSizeBytes', `expected a positive whole number of bytes, got ${input.virtualSizeBytes}`);
-  if (input.containerDiskRef.trim() === '' || /\s/.test(input.containerDiskRef)) add('containerDiskRef', `expected an image reference, got "${input.containerDiskRef}"`);
+  if (input.containerDiskRef !== undefined && (input.containerDiskRef.trim() === '' || /\s/.test(input.containerDiskRef))) add('containerDiskRef', `expected an image reference, got "${input.containerDiskRef}"`);
   if (input.name !== undefined && (!DNS_LABEL.test(input.name) || input.name.length > 63 - '-ephemeral'.length)) {
     add('name', `expected a DNS-1123 label of at most 53 characters, got "${input.name}"`);
   }

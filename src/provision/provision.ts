@@ -45,9 +45,9 @@ export interface ProvisionResult {
  * that carries an ephemeral key; the playbook runs over SSH; then the build user is removed, free
  * space trimmed and the VM powered off. The overlay is the sealed disk the export phase reads.
  *
- * Stage boundaries: the playbook's plays are tagged by stage (os, runtime, kubernetes, images,
- * finalize). Today they run in one VM session; each could become a cached qcow2 layer keyed by
- * the chain of (previous key, stage, playbook tree hash, variables) — see src/pipeline/plan.ts.
+ * Stages: the playbook's roles are tagged by stage (os, runtime, kubernetes, images, finalize), and
+ * all of them run in this one VM session. Nothing is cached per stage; `kib plan` prints the key
+ * each stage would have (src/pipeline/plan.ts), which no build uses yet.
  */
 export async function provisionImage(
   spec: ProvisionSpec,

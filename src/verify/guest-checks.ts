@@ -30,6 +30,7 @@ import {
   parseFileDump,
   parseImageList,
   parseRootDiskLayout,
+  parseUnitProperties,
   pauseImageOf,
 } from './parse.js';
 
@@ -60,8 +61,26 @@ export const KUBEVIRT_SSH_KEY_AGENT_COMMANDS = [
 /** kubeadm preflight (Linux, Kubernetes ≥ 1.32) fails without these in PATH. */
 export const KUBEADM_REQUIRED_PROGRAMS = ['ip', 'iptables', 'mount', 'nsenter'] as const;
 
-/** kubeadm preflight only warns without these, but CNI plugins and kube-proxy use them. */
-export const KUBEADM_OPTIONAL_PROGRAMS = ['conntrack', 'ebtables', 'ethtool', 'socat', 'tc', 'touch'] as const;
+/**
+ * kubeadm preflight only warns without these, but CNI plugins and kube-proxy use them. ebtables is
+ * not asked for: kubeadm only warns without it, and the playbook does not install it on EL9 (where
+ * it would have to come with iptables-nft, which is not confirmed on a Rocky guest).
+ */
+export const KUBEADM_OPTIONAL_PROGRAMS = ['conntrack', 'ethtool', 'socat', 'tc', 'touch'] as const;
+
+/**
+ * Where playbook/roles/containerd installs the upstream release binaries. Checks name them by
+ * absolute path because they run through `sudo`, and EL9's sudoers `secure_path`
+ * (/sbin:/bin:/usr/sbin:/usr/bin, as printed on Rocky, RHEL and Alma in
+ * github.com/ezrizhu/cs497 src/securepath.md) has no /usr/local: a bare `containerd` is "command
+ * not found" there although the image is fine. Binaries from distribution and pkgs.k8s.io packages
+ * (kubeadm, kubelet, kubectl, crictl) live in /usr/bin and are named bare.
+ */
+export const CONTAINERD_BINARY = '/usr/local/bin/containerd';
+export const RUNC_BINARY = '/usr/local/sbin/runc';
+
+/** cloud-init's units that run user-data (`kubeadm init/join` from CABPK runs in cloud-final). */
+export const CLOUD_INIT_UNITS_AFTER_RUNTIME = ['cloud-config.service', 'cloud-final.service'] as const;
 
 /** image-builder's node sysctls: the ones its Goss spec asserts, plus the congestion control and inotify limits it sets. */
 export const NODE_SYSCTLS: readonly (readonly [string, string])[] = [
@@ -138,14 +157,14 @@ export const guestChecks: readonly Check[] = [
     id: 'runtime/containerd-version',
     title: 'containerd runs and reports its version',
     appliesTo: skipUnlessRuntime,
-    command: 'containerd --version',
+    command: `${CONTAINERD_BINARY} --version`,
     expect: { stdout: /^containerd \S+ v?\d+\.\d+\.\d+/ },
   }),
   commandCheck({
     id: 'runtime/runc-version',
     title: 'runc runs and reports its version',
     appliesTo: skipUnlessRuntime,
-    command: 'runc --version',
+    command: `${RUNC_BINARY} --version`,
     expect: { stdout: /^runc version \d+\.\d+\.\d+/ },
   }),
   commandCheck({
@@ -166,7 +185,7 @@ export const guestChecks: readonly Check[] = [
     id: 'runtime/systemd-cgroup',
     title: 'containerd runs containers with the systemd cgroup driver',
     appliesTo: skipUnlessRuntime,
-    command: 'containerd config dump',
+    command: `${CONTAINERD_BINARY} config dump`,
     interpret: (result) => {
       if (result.exitCode !== 0) return { ok: false, detail: `containerd config dump failed${failureText(result)}` };
       const { systemdCgroup } = parseContainerdConfig(result.stdout);
@@ -278,7 +297,7 @@ export const guestChecks: readonly Check[] = [
       if (wanted.exitCode !== 0) return { ok: false, detail: `kubeadm config images list failed${failureText(wanted)}` };
       const pause = pauseImageOf(parseImageList(wanted.stdout));
       if (pause === undefined) return { ok: false, detail: 'kubeadm listed no pause image' };
-      const dump = await ctx.ssh('containerd config dump');
+      const dump = await ctx.ssh(`${CONTAINERD_BINARY} config dump`);
       if (dump.exitCode !== 0) return { ok: false, detail: `containerd config dump failed${failureText(dump)}` };
       const { sandboxImage } = parseContainerdConfig(dump.stdout);
       if (sandboxImage === undefined) return { ok: false, detail: `containerd sets no sandbox image; kubeadm expects ${pause}` };
@@ -382,6 +401,15 @@ export const guestChecks: readonly Check[] = [
     interpret: (result) => judgeOrderingCycles(result.stdout),
   }),
   commandCheck({
+    id: 'cloud-init/after-containerd',
+    title: "cloud-init's config and final stages start after containerd, and pull it in",
+    // The playbook's drop-ins (10-kib-containerd.conf) come with the runtime, as image-builder's do:
+    // without them cloud-final may run `kubeadm init/join` before the CRI socket exists.
+    appliesTo: skipUnlessRuntime,
+    command: `systemctl show --no-pager -p Id -p After -p Wants ${CLOUD_INIT_UNITS_AFTER_RUNTIME.join(' ')}`,
+    interpret: (result) => judgeCloudInitAfterContainerd(result.stdout, result.exitCode),
+  }),
+  commandCheck({
     id: 'cloud-init/datasources',
     title: 'cloud-init looks for NoCloud and ConfigDrive',
     command: 'cat /run/cloud-init/ds-identify.log',
@@ -476,6 +504,24 @@ export function judgeCloudInitStages(stdout: string, exitCode: number): CheckOut
   const missing = CLOUD_INIT_STAGES.filter((stage) => typeof v1[stage]?.finished !== 'number');
   if (missing.length > 0) return { ok: false, detail: `never finished: ${missing.join(', ')} (see the console log for the unit systemd skipped)` };
   return { ok: true, detail: CLOUD_INIT_STAGES.join(', ') };
+}
+
+/** Each of cloud-init's user-data units has containerd.service in both After= and Wants=. */
+export function judgeCloudInitAfterContainerd(stdout: string, exitCode: number): CheckOutcome {
+  if (exitCode !== 0) return { ok: false, detail: `systemctl show failed (exit code ${exitCode})` };
+  const units = parseUnitProperties(stdout);
+  const problems: string[] = [];
+  for (const unit of CLOUD_INIT_UNITS_AFTER_RUNTIME) {
+    const properties = units.get(unit);
+    if (properties === undefined) {
+      problems.push(`${unit}: not in the output`);
+      continue;
+    }
+    const lacks = (['After', 'Wants'] as const).filter((key) => !(properties[key] ?? '').split(/\s+/).includes('containerd.service'));
+    if (lacks.length > 0) problems.push(`${unit}: containerd.service not in ${lacks.join(' or ')}`);
+  }
+  if (problems.length > 0) return { ok: false, detail: problems.join('; ') };
+  return { ok: true, detail: `${CLOUD_INIT_UNITS_AFTER_RUNTIME.join(', ')}: After= and Wants= containerd.service` };
 }
 
 /** Lines in which systemd reports an ordering cycle; any is a failure, quoted. */

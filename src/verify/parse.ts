@@ -33,6 +33,20 @@ function parseKeyValueLines(text: string): Record<string, string> {
   return values;
 }
 
+/**
+ * `systemctl show -p Id -p … UNIT…` prints one block of KEY=value lines per unit, blocks separated
+ * by a blank line. Returns the blocks keyed by their Id= (units without one are dropped).
+ */
+export function parseUnitProperties(text: string): Map<string, Record<string, string>> {
+  const units = new Map<string, Record<string, string>>();
+  for (const block of text.split(/\n\s*\n/)) {
+    const values = parseKeyValueLines(block);
+    const id = values['Id'];
+    if (id !== undefined && id !== '') units.set(id, values);
+  }
+  return units;
+}
+
 export interface DumpedFile {
   path: string;
   content: string;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   dataVolumeStorageGi,
   KubevirtManifestInputError,
+  placeholderContainerDiskRef,
   renderKubevirtManifests,
   renderKubevirtManifestStream,
   type KubevirtManifestInput,
@@ -214,6 +215,33 @@ describe('CAPK KubevirtMachineTemplate', () => {
     const broken = structuredClone(kubevirtMachineTemplate);
     broken.spec.template.spec.image = REF;
     expect(capkTemplateSchema.safeParse(broken).success).toBe(false);
+  });
+});
+
+describe('without a pushed containerDisk', () => {
+  const { containerDiskRef: _pushed, ...withoutRef } = input;
+  const placeholder = 'registry.example.com/rocky-9:v1.36.1';
+
+  it('names the placeholder in both containerDisk documents, each opening with a PLACEHOLDER line', () => {
+    expect(placeholderContainerDiskRef('rocky-9', '1.36.1')).toBe(placeholder);
+    const manifests = renderKubevirtManifests(withoutRef);
+    for (const text of [manifests.containerDiskVirtualMachine, manifests.kubevirtMachineTemplate]) {
+      expect(text.split('\n')[0]).toBe(
+        `# PLACEHOLDER image: ${placeholder} is not a pushed image. Push the containerDisk (kib push) and pass the reference it prints with --containerdisk REF.`,
+      );
+    }
+    const vm = parse(manifests.containerDiskVirtualMachine) as Doc;
+    expect(vm.spec.template.spec.volumes[0].containerDisk.image).toBe(placeholder);
+    const template = parse(manifests.kubevirtMachineTemplate) as Doc;
+    expect(template.spec.template.spec.virtualMachineTemplate.spec.template.spec.volumes[0].containerDisk.image).toBe(placeholder);
+    // The HTTP-import documents do not use the containerDisk and carry no mark.
+    expect(`${manifests.dataVolume}${manifests.virtualMachine}`).not.toContain('PLACEHOLDER');
+  });
+
+  it('marks nothing when the pushed reference is given', () => {
+    const stream = renderKubevirtManifestStream(renderKubevirtManifests(input));
+    expect(stream).not.toContain('PLACEHOLDER');
+    expect(stream).not.toContain(placeholder);
   });
 });
 

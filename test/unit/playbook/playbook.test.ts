@@ -15,7 +15,7 @@ const ansibleLint = findTool('ansible-lint');
 const python3 = findTool('python3');
 const dpkgQuery = findTool('dpkg-query');
 
-/** The stages the engine caches as qcow2 layers, in build order (docs/playbook.md). */
+/** The playbook's stage tags, in build order (docs/playbook.md); `kib plan` keys each one, no build caches them yet. */
 const STAGES = ['os', 'runtime', 'kubernetes', 'images', 'finalize'] as const;
 const GATED_ROLES = ['containerd', 'kubernetes', 'images'];
 

@@ -37,6 +37,8 @@ export interface FakeNode {
   cloudInitStatusJson: string | undefined;
   /** Lines of this boot's journal that mention an ordering cycle. */
   orderingCycleLines: string;
+  /** After= and Wants= of units as `systemctl show` prints them (space-separated unit names). */
+  unitDependencies: Record<string, { after: string; wants: string }>;
   jinja2: string | undefined;
   adminGroup: boolean;
   networkFiles: Record<string, string>;
@@ -65,6 +67,7 @@ export function cloudInitStatusJson(datasource: string, skipped: readonly string
 const ok = (stdout: string): CommandResult => ({ exitCode: 0, stdout: stdout.endsWith('\n') || stdout === '' ? stdout : `${stdout}\n`, stderr: '' });
 const failed = (exitCode: number, stderr: string, stdout = ''): CommandResult => ({ exitCode, stdout, stderr });
 const notFound = (program: string): CommandResult => failed(127, `sh: 1: ${program}: not found\n`);
+const noSuchFile = (path: string): CommandResult => failed(127, `sh: 1: ${path}: No such file or directory\n`);
 
 type Route = [RegExp, (node: FakeNode, match: RegExpExecArray) => CommandResult];
 
@@ -94,11 +97,24 @@ const routes: Route[] = [
       return version === undefined ? failed(1, `dpkg-query: no packages found matching ${name}\n`) : ok(`${name} ${version} ii `);
     },
   ],
-  [/^containerd --version$/, (n) => (n.containerdVersionLine === undefined ? notFound('containerd') : ok(n.containerdVersionLine))],
-  [/^runc --version$/, (n) => (n.runcVersionLine === undefined ? notFound('runc') : ok(n.runcVersionLine))],
+  // The upstream binaries are only found by absolute path: sudo's secure_path on EL9 has no /usr/local.
+  [/^\/usr\/local\/bin\/containerd --version$/, (n) => (n.containerdVersionLine === undefined ? noSuchFile('/usr/local/bin/containerd') : ok(n.containerdVersionLine))],
+  [/^\/usr\/local\/sbin\/runc --version$/, (n) => (n.runcVersionLine === undefined ? noSuchFile('/usr/local/sbin/runc') : ok(n.runcVersionLine))],
   [/^crictl --version$/, (n) => (n.crictl === undefined ? notFound('crictl') : ok(`crictl version ${n.crictl}`))],
   [/^crictl ps$/, (n) => (n.crictl === undefined ? notFound('crictl') : ok('CONTAINER           IMAGE               CREATED             STATE               NAME                ATTEMPT             POD ID              POD'))],
-  [/^containerd config dump$/, (n) => (n.containerdVersionLine === undefined ? notFound('containerd') : ok(n.containerdDump))],
+  [/^\/usr\/local\/bin\/containerd config dump$/, (n) => (n.containerdVersionLine === undefined ? noSuchFile('/usr/local/bin/containerd') : ok(n.containerdDump))],
+  [
+    /^systemctl show --no-pager -p Id -p After -p Wants ((?:\S+\.service ?)+)$/,
+    (n, m) =>
+      ok(
+        (m[1] as string)
+          .trim()
+          .split(' ')
+          // systemctl prints the properties in its own order (Wants before After), not the -p order.
+          .map((unit) => `Id=${unit}\nWants=${n.unitDependencies[unit]?.wants ?? ''}\nAfter=${n.unitDependencies[unit]?.after ?? ''}\n`)
+          .join('\n'),
+      ),
+  ],
   [
     /^systemctl show --no-pager .* (\S+)$/,
     (n, m) => {
@@ -364,7 +380,7 @@ export function goodRockyNode(): FakeNode {
     fstab: 'UUID=8d5c4b1a / xfs defaults 0 0\nUUID=1f2e /boot xfs defaults 0 0\n#/dev/vda9 none swap defaults 0 0',
     cgroupFs: 'cgroup2fs',
     selinux: { live: 'Permissive', config: 'permissive' },
-    programs: ['ip', 'iptables', 'mount', 'nsenter', 'conntrack', 'ebtables', 'ethtool', 'socat', 'tc', 'touch'],
+    programs: ['ip', 'iptables', 'mount', 'nsenter', 'conntrack', 'ethtool', 'socat', 'tc', 'touch'],
     kubeadmImages: ROCKY_IMAGES,
     crictlImages: ROCKY_IMAGES,
     containerdDump: containerd2Dump('registry.k8s.io/pause:3.10.1'),
@@ -380,6 +396,17 @@ export function goodRockyNode(): FakeNode {
       'Found single datasource: NoCloud\n[up 2.60s] returning 0\n',
     cloudInitStatusJson: cloudInitStatusJson('DataSourceNoCloud [seed=/dev/vdb]'),
     orderingCycleLines: '',
+    // As systemd resolves them with the playbook's 10-kib-containerd.conf drop-ins in place.
+    unitDependencies: {
+      'cloud-config.service': {
+        wants: 'network-online.target containerd.service',
+        after: 'systemd-journald.socket cloud-init.service basic.target network-online.target containerd.service sysinit.target system.slice',
+      },
+      'cloud-final.service': {
+        wants: 'network-online.target containerd.service',
+        after: 'cloud-config.service systemd-journald.socket basic.target network-online.target rc-local.service multi-user.target containerd.service sysinit.target system.slice syslog.target',
+      },
+    },
     jinja2: '3.1.2',
     adminGroup: true,
     networkFiles: {
@@ -424,7 +451,7 @@ export function goodDebianOfflineNode(): FakeNode {
     fstab: 'PARTUUID=0ccf12ed / ext4 rw,discard,errors=remount-ro 0 1\nPARTUUID=722b747f /boot/efi vfat defaults 0 0',
     cgroupFs: 'cgroup2fs',
     selinux: undefined,
-    programs: ['ip', 'iptables', 'mount', 'nsenter', 'conntrack', 'ebtables', 'ethtool', 'socat', 'tc', 'touch'],
+    programs: ['ip', 'iptables', 'mount', 'nsenter', 'conntrack', 'ethtool', 'socat', 'tc', 'touch'],
     kubeadmImages: [],
     crictlImages: [],
     containerdDump: containerd1Dump('registry.k8s.io/pause:3.6', true),
@@ -432,6 +459,11 @@ export function goodDebianOfflineNode(): FakeNode {
     dsIdentifyLog: '[up 1.90s] ds-identify\nDSNAME=\nDSLIST=NoCloud ConfigDrive None\nMODE=search\n',
     cloudInitStatusJson: cloudInitStatusJson('DataSourceNoCloud [seed=/dev/vdb][dsmode=net]'),
     orderingCycleLines: '',
+    // No runtime, so no drop-ins: cloud-init's stock dependencies only.
+    unitDependencies: {
+      'cloud-config.service': { wants: 'network-online.target', after: 'basic.target cloud-init.service network-online.target sysinit.target system.slice' },
+      'cloud-final.service': { wants: 'network-online.target', after: 'basic.target cloud-config.service multi-user.target network-online.target rc-local.service sysinit.target system.slice' },
+    },
     jinja2: '3.1.2',
     adminGroup: true,
     networkFiles: {

@@ -4,6 +4,7 @@ import {
   KUBEVIRT_REQUIRED_AGENT_COMMANDS,
   KUBEVIRT_SSH_KEY_AGENT_COMMANDS,
   guestChecks,
+  judgeCloudInitAfterContainerd,
   judgeCloudInitStatus,
 } from '../../../src/verify/guest-checks.js';
 import { hasFailures, runChecks } from '../../../src/verify/runner.js';
@@ -62,7 +63,7 @@ const KUBERNETES_CHECKS = [
 ];
 
 /** Skipped with the Kubernetes packages: the same gate installs containerd and runc. */
-const RUNTIME_CHECKS = ['runtime/containerd-version', 'runtime/runc-version', 'runtime/systemd-cgroup', 'services/containerd'];
+const RUNTIME_CHECKS = ['runtime/containerd-version', 'runtime/runc-version', 'runtime/systemd-cgroup', 'services/containerd', 'cloud-init/after-containerd'];
 
 describe('guestChecks list', () => {
   it('has unique ids of the form <group>/<name>', () => {
@@ -314,10 +315,28 @@ describe('broken Rocky nodes fail exactly the checks that see the defect', () =>
     {
       name: 'missing preflight programs',
       breakIt: (n) => {
-        n.programs = n.programs.filter((p) => p !== 'nsenter' && p !== 'ebtables');
+        n.programs = n.programs.filter((p) => p !== 'nsenter' && p !== 'socat');
       },
       fails: ['kubernetes/preflight-required-programs', 'kubernetes/preflight-optional-programs'],
       detail: ['kubernetes/preflight-required-programs', /^not found in PATH: nsenter$/],
+    },
+    {
+      name: 'no drop-in orders cloud-final after containerd',
+      breakIt: (n) => {
+        n.unitDependencies['cloud-final.service'] = { wants: 'network-online.target', after: 'cloud-config.service network-online.target basic.target' };
+      },
+      fails: ['cloud-init/after-containerd'],
+      detail: ['cloud-init/after-containerd', /^cloud-final\.service: containerd\.service not in After or Wants$/],
+    },
+    {
+      // Ordering alone does not start containerd; Wants= is what pulls it into the boot.
+      name: 'cloud-config ordered after containerd but not wanting it',
+      breakIt: (n) => {
+        const unit = n.unitDependencies['cloud-config.service'];
+        if (unit !== undefined) unit.wants = 'network-online.target';
+      },
+      fails: ['cloud-init/after-containerd'],
+      detail: ['cloud-init/after-containerd', /^cloud-config\.service: containerd\.service not in Wants$/],
     },
     {
       name: 'containerd with the cgroupfs driver',
@@ -381,5 +400,20 @@ describe('cloud-init status', () => {
     expect(judgeCloudInitStatus('status: running\n', 0)).toEqual({ ok: false, detail: 'status running' });
     expect(judgeCloudInitStatus('status: disabled\n', 0)).toEqual({ ok: false, detail: 'status disabled' });
     expect(judgeCloudInitStatus('', 1)).toEqual({ ok: false, detail: 'status unknown, exit code 1' });
+  });
+});
+
+describe('cloud-init ordered after containerd', () => {
+  it('fails a unit systemctl did not report on, and a failed systemctl', () => {
+    expect(judgeCloudInitAfterContainerd('Id=cloud-config.service\nWants=containerd.service\nAfter=containerd.service\n', 0)).toEqual({
+      ok: false,
+      detail: 'cloud-final.service: not in the output',
+    });
+    expect(judgeCloudInitAfterContainerd('', 1)).toEqual({ ok: false, detail: 'systemctl show failed (exit code 1)' });
+  });
+
+  it('reads containerd.service as a whole word, not a prefix of another unit', () => {
+    const block = (id: string): string => `Id=${id}\nWants=containerd.service.d\nAfter=containerd.services\n`;
+    expect(judgeCloudInitAfterContainerd(`${block('cloud-config.service')}\n${block('cloud-final.service')}`, 0)).toMatchObject({ ok: false });
   });
 });

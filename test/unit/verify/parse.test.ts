@@ -11,6 +11,7 @@ import {
   parseImageList,
   parseRootDiskLayout,
   parseServiceState,
+  parseUnitProperties,
   pauseImageOf,
 } from '../../../src/verify/parse.js';
 import { containerd1Dump, containerd2Dump } from './fake-node.js';
@@ -159,5 +160,17 @@ describe('root disk layout', () => {
   it('accepts a filesystem on the whole disk and rejects garbage', () => {
     expect(parseRootDiskLayout('root=/dev/vda\ndisk=/dev/vda\nvda 1000 disk\nfs=990\n').partitionBytes).toBe(1000);
     expect(() => parseRootDiskLayout('findmnt: not found')).toThrow('could not read the root disk layout');
+  });
+});
+
+describe('systemctl show of several units', () => {
+  it('keys each blank-line-separated block by its Id', () => {
+    const units = parseUnitProperties(
+      'Id=cloud-config.service\nWants=network-online.target containerd.service\nAfter=cloud-init.service containerd.service\n\n' +
+        'Id=cloud-final.service\nWants=\nAfter=cloud-config.service\n',
+    );
+    expect([...units.keys()]).toEqual(['cloud-config.service', 'cloud-final.service']);
+    expect(units.get('cloud-config.service')).toEqual({ Id: 'cloud-config.service', Wants: 'network-online.target containerd.service', After: 'cloud-init.service containerd.service' });
+    expect(units.get('cloud-final.service')?.['Wants']).toBe('');
   });
 });
