@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { arch } from 'node:os';
 import { join } from 'node:path';
 import { fetchBaseImage } from '../base-image/index.js';
-import type { BuildSpec } from '../config/index.js';
+import { type BuildSpec, requireKubernetesVersion } from '../config/index.js';
 import { CleanupStack, } from '../core/cleanup.js';
 import type { Artifact, BaseImage } from '../core/types.js';
 import { artifactStem, createStaging, discardStaging, exportArtifacts, finalizeOutput, hashTree } from '../export/index.js';
@@ -45,6 +45,8 @@ export interface BuildResult {
  */
 export async function buildImage(spec: BuildSpec, options: BuildOptions): Promise<BuildResult> {
   const { reporter, signal } = options;
+  // A series that no lock resolves has no release to install: refuse before anything starts.
+  const kubernetesVersion = requireKubernetesVersion(spec);
   const buildId = newBuildId(spec.name);
   const logDir = join(options.stateDir, 'builds', buildId);
   await mkdir(logDir, { recursive: true });
@@ -89,8 +91,9 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
         playbookPath: spec.provision.playbookPath,
         vars: {
           ...spec.provision.vars,
-          kib_kubernetes_version: spec.kubernetes.version,
+          kib_kubernetes_version: kubernetesVersion,
           kib_kubernetes_packages: spec.kubernetes.packages,
+          kib_kubernetes_locked_packages: spec.kubernetes.lockedPackages ?? {},
           kib_selinux: spec.node.selinux,
           kib_firewall: spec.node.firewall,
           kib_os_family: spec.base.osFamily,
@@ -106,7 +109,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     ),
   );
 
-  const stem = artifactStem({ name: spec.name, kubernetesVersion: spec.kubernetes.version, imageVersion: version.version });
+  const stem = artifactStem({ name: spec.name, kubernetesVersion, imageVersion: version.version });
   const staging = await createStaging(spec.outputs.dir, buildId);
   cleanup.defer('discard the staging directory', () => discardStaging(staging));
   const playbookSha256 = await hashTree(join(spec.provision.playbookPath, '..'));
@@ -126,7 +129,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
         imageName: spec.name,
         imageVersion: version.version,
         commit: version.commit,
-        kubernetesVersion: spec.kubernetes.version,
+        kubernetesVersion,
         base: { url: base.value.url, sha256: base.value.sha256, osFamily: spec.base.osFamily },
         node: { selinux: spec.node.selinux, firewall: spec.node.firewall },
         config: { path: spec.configPath, sha256: spec.configSha256 },

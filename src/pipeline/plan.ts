@@ -37,8 +37,10 @@ export async function planBuild(spec: BuildSpec): Promise<BuildPlan> {
   const baseKey = spec.base.sha256 ?? sha256Hex(canonicalJson(baseKeyInput));
   const playbookTree = await hashTree(join(spec.provision.playbookPath, '..'));
   const stageVars = {
-    kubernetesVersion: spec.kubernetes.version,
+    kubernetesVersion: spec.kubernetes.version ?? null,
+    kubernetesSeries: spec.kubernetes.series,
     kubernetesPackages: spec.kubernetes.packages,
+    kubernetesLockedPackages: spec.kubernetes.lockedPackages ?? null,
     selinux: spec.node.selinux,
     firewall: spec.node.firewall,
     osFamily: spec.base.osFamily,

@@ -57,8 +57,8 @@ describe('reading and writing', () => {
 describe('applyLock', () => {
   it('pins the sha256 for the same base URL and updates configSha256', () => {
     const unpinned = spec();
-    const { spec: locked, note } = applyLock(unpinned, lockFor(URL_A, SHA_A));
-    expect(note).toBeUndefined();
+    const { spec: locked, notes } = applyLock(unpinned, lockFor(URL_A, SHA_A));
+    expect(notes).toEqual([]);
     expect(locked.base.sha256).toBe(SHA_A);
     expect(locked.configSha256).not.toBe(unpinned.configSha256);
     expect(locked.configSha256).toBe(spec(`  sha256: ${SHA_A}\n`).configSha256);
@@ -66,28 +66,30 @@ describe('applyLock', () => {
 
   it('does not apply to another base URL, and says how to fix that', () => {
     const unpinned = spec();
-    const { spec: same, note } = applyLock(unpinned, lockFor('https://example.org/images/base-9.7.qcow2', SHA_A), '/p/image.lock');
+    const { spec: same, notes } = applyLock(unpinned, lockFor('https://example.org/images/base-9.7.qcow2', SHA_A), '/p/image.lock');
     expect(same).toBe(unpinned);
-    expect(note).toContain('image.lock is for another base');
-    expect(note).toContain('run `kib lock --update`');
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain('image.lock is for another base');
+    expect(notes[0]).toContain('run `kib lock --update`');
   });
 
   it('agrees with a matching pin in the file', () => {
     const pinned = spec(`  sha256: ${SHA_A}\n`);
-    expect(applyLock(pinned, lockFor(URL_A, SHA_A))).toEqual({ spec: pinned, note: undefined });
+    expect(applyLock(pinned, lockFor(URL_A, SHA_A))).toEqual({ spec: pinned, notes: [] });
   });
 
   it('keeps a pin in the file that disagrees with the lock, and says the lock is stale', () => {
     const pinned = spec(`  sha256: ${SHA_B}\n`);
-    const { spec: kept, note } = applyLock(pinned, lockFor(URL_A, SHA_A));
+    const { spec: kept, notes } = applyLock(pinned, lockFor(URL_A, SHA_A));
     expect(kept).toBe(pinned);
-    expect(note).toContain(`pinned to ${SHA_B} but image.lock records ${SHA_A}`);
-    expect(note).toContain('`kib lock --update`');
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain(`pinned to ${SHA_B} but image.lock records ${SHA_A}`);
+    expect(notes[0]).toContain('`kib lock --update`');
   });
 
   it('is a no-op without a lock', () => {
     const unpinned = spec();
-    expect(applyLock(unpinned, undefined)).toEqual({ spec: unpinned, note: undefined });
+    expect(applyLock(unpinned, undefined)).toEqual({ spec: unpinned, notes: [] });
   });
 });
 
@@ -101,8 +103,8 @@ describe('the repository lock', () => {
   it('is for the base of the repository image.yaml and agrees with its pin', async () => {
     const repoSpec = await loadBuildSpec({ configPath: 'image.yaml', cwd: REPO_ROOT });
     const lock = parseLock(await readFile(join(REPO_ROOT, 'image.lock'), 'utf8'));
-    const { spec: locked, note } = applyLock(repoSpec, lock);
-    expect(note).toBeUndefined();
+    const { spec: locked, notes } = applyLock(repoSpec, lock);
+    expect(notes).toEqual([]);
     expect(locked.base.sha256).toBe(repoSpec.base.sha256);
   });
 });
