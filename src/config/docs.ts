@@ -94,7 +94,7 @@ export function renderConfigurationDoc(): string {
     'series\' repository at that release (its newest build) with the repository\'s newest cri-tools and kubernetes-cni.',
     '',
     '`kib lock --update` reads the series\' repository over HTTP (`rpm/repodata/repomd.xml` and its primary metadata,',
-    'or the flat `deb/Packages.gz` index) before it touches the base image, so without network access it fails within',
+    'or the flat `deb/Packages.gz`, `.xz` or plain index; gzip is read directly, zstd and xz with the host tools) before it touches the base image, so without network access it fails within',
     'seconds, naming the URL, and leaves the lock file unchanged. The environment variable `KIB_KUBERNETES_REPO_BASE`',
     'replaces `https://pkgs.k8s.io/core:/stable:/` with a mirror of the same layout. The lock is only ever rewritten on',
     'request, and atomically. Lock files written before the `kubernetes` section existed stay valid.',

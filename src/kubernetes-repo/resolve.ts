@@ -94,19 +94,18 @@ export async function resolveKubernetes(request: KubernetesRequest, options: Res
     if (compressed === undefined) throw notFound(primaryUrl, source);
     packages = parseRpmPrimary(await decompress(compressed, primaryUrl, options.signal));
   } else {
-    // apt reads Packages.gz where the repository has it; the uncompressed index is the fallback.
-    const gzUrl = `${source}Packages.gz`;
-    const plainUrl = `${source}Packages`;
-    reporter.emit({ type: 'step', phase: 'lock', message: `reading ${gzUrl}` });
-    const gz = await fetchBytes(gzUrl, options);
-    let text: string;
-    if (gz !== undefined) {
-      text = await decompress(gz, gzUrl, options.signal);
-    } else {
-      const plain = await fetchBytes(plainUrl, options);
-      if (plain === undefined) throw notFound(`${gzUrl} and ${plainUrl}`, source);
-      text = plain.toString('utf8');
+    // A flat repository may offer its index in several compressions; apt takes one of them. The
+    // first that exists is read.
+    const candidates = ['Packages.gz', 'Packages.xz', 'Packages'].map((name) => `${source}${name}`);
+    let text: string | undefined;
+    for (const url of candidates) {
+      reporter.emit({ type: 'step', phase: 'lock', message: `reading ${url}` });
+      const bytes = await fetchBytes(url, options);
+      if (bytes === undefined) continue;
+      text = await decompress(bytes, url, options.signal);
+      break;
     }
+    if (text === undefined) throw notFound(candidates.join(', '), source);
     packages = parseDebianPackages(text);
   }
   const chosen = selectKubernetesPackages(packages, request, source);

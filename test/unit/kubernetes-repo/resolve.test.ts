@@ -92,7 +92,7 @@ describe('resolveKubernetes over HTTP', () => {
     expect(server.seen.map((request) => request.path)).toEqual([`${ROOT}v1.37/rpm/repodata/repomd.xml`, `${ROOT}v1.37/rpm/repodata/0123abcd-primary.xml.gz`]);
   });
 
-  it('resolves from a flat Debian repository, Packages.gz or else Packages', async () => {
+  it('resolves from a flat Debian repository, Packages.gz, Packages.xz or else Packages', async () => {
     serveDebRepo(server, ROOT, '1.37', { gzip: true });
     const expected = {
       version: '1.37.10',
@@ -111,6 +111,7 @@ describe('resolveKubernetes over HTTP', () => {
     expect(plain.packages).toEqual({ kubeadm: '1.37.2-1.1', kubelet: '1.37.2-1.1', kubectl: '1.37.2-1.1', 'cri-tools': '1.37.1-1.1', 'kubernetes-cni': '1.10.0-1.1' });
     expect(server.seen.map((request) => [request.path, request.status])).toEqual([
       [`${ROOT}v1.37/deb/Packages.gz`, 404],
+      [`${ROOT}v1.37/deb/Packages.xz`, 404],
       [`${ROOT}v1.37/deb/Packages`, 200],
     ]);
   });
