@@ -42,8 +42,8 @@ export async function resolveSpec(
   if (spec.configPath === undefined) return { spec, lockPath: undefined };
   const lockPath = lockPathFor(spec.configPath);
   if (options.applyLock === false) return { spec, lockPath };
+  // Applied even when there is none: a kubernetes.series then gets its "not resolved" note.
   const lock = await readLock(lockPath);
-  if (lock === undefined) return { spec, lockPath };
   const applied = applyLock(spec, lock, lockPath);
   for (const note of applied.notes) reporter?.emit({ type: 'warning', message: note });
   return { spec: applied.spec, lockPath };
