@@ -252,7 +252,9 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
   const definition = {
     name: spec.name,
     base: { url: basePath, ...(baseSha256 === undefined ? {} : { sha256: baseSha256 }), osFamily: spec.base.osFamily },
-    kubernetes: spec.kubernetes,
+    // The resolved release, without the lock's exact builds: the copy has no lock, and Packer's side
+    // gets the same (an empty kib_kubernetes_locked_packages), so both install alike.
+    kubernetes: { version: spec.kubernetes.version, packages: spec.kubernetes.packages },
     node: spec.node,
     disk: { size: String(spec.disk.sizeBytes) },
     vm: { cpus: spec.vm.cpus, memory: `${spec.vm.memoryMiB}M`, accelerator, firmware: spec.vm.firmware, bootTimeout: `${Math.ceil(spec.vm.bootTimeoutMs / 1000)}s` },
@@ -347,6 +349,7 @@ async function runPacker({ spec, basePath, baseSha256, accelerator, playbookPath
     ...spec.provision.vars,
     kib_kubernetes_version: spec.kubernetes.version,
     kib_kubernetes_packages: spec.kubernetes.packages,
+    kib_kubernetes_locked_packages: {},
     kib_selinux: spec.node.selinux,
     kib_firewall: spec.node.firewall,
     kib_pod_cidrs: spec.node.network.podCidrs,
@@ -488,6 +491,9 @@ async function main() {
 
   const plan = await runChecked(process.execPath, [join(REPO, 'bin', 'kib.js'), 'plan', '--json', '--config', configPath]);
   const described = JSON.parse(plan.stdout).config;
+  if (described.kubernetes.version === null) {
+    throw new Error(`${configPath}: kubernetes.series "${described.kubernetes.series}" is not resolved by a lock file; run kib lock --update first`);
+  }
   const spec = {
     name: described.name,
     configDir: dirname(configPath),

@@ -115,6 +115,24 @@ export async function fetchBaseImage(source: BaseImageSource, options: FetchBase
   return download(requestUrl, source, expected, ctx);
 }
 
+/**
+ * Where Rocky Linux keeps a point release once a newer one ships: everything under
+ * `/pub/rocky/<major.minor>/` moves to `/vault/rocky/<major.minor>/` on the same host, with the same
+ * file names (https://dl.rockylinux.org/vault/rocky/). Undefined for any other URL. The rule is
+ * about the path only, so it holds for mirrors with Rocky's layout too.
+ */
+export function rockyVaultUrl(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    return undefined;
+  }
+  if (!/^https?:$/.test(parsed.protocol) || !/^\/pub\/rocky\/\d+\.\d+\//.test(parsed.pathname)) return undefined;
+  parsed.pathname = parsed.pathname.replace(/^\/pub\/rocky\//, '/vault/rocky/');
+  return parsed.href;
+}
+
 async function resolveExpected(source: BaseImageSource, requestUrl: string, ctx: Context): Promise<Expected | undefined> {
   if (source.sha256 !== undefined) {
     const sha = source.sha256.trim().toLowerCase();
@@ -126,7 +144,7 @@ async function resolveExpected(source: BaseImageSource, requestUrl: string, ctx:
   const fileName = fileNameOf(source.url);
   let text: string;
   try {
-    text = await readChecksumFile(source.checksumUrl, ctx);
+    text = await readChecksumFileOrVault(source.checksumUrl, ctx);
   } catch (error) {
     if (!(error instanceof NetworkError)) throw error;
     // Offline after `kib fetch`: the image fetched earlier from this URL is still the best answer.
@@ -150,6 +168,18 @@ async function resolveExpected(source: BaseImageSource, requestUrl: string, ctx:
   }
   ctx.reporter.emit({ type: 'step', phase: 'base', message: `${source.checksumUrl} lists sha256 ${sha} for ${fileName}` });
   return { sha256: sha, by: 'checksum-file' };
+}
+
+/** The checksum file, from Rocky's vault when the point release has moved there. */
+async function readChecksumFileOrVault(checksumUrl: string, ctx: Context): Promise<string> {
+  try {
+    return await readChecksumFile(checksumUrl, ctx);
+  } catch (error) {
+    const vault = error instanceof NetworkError && error.status === 404 ? rockyVaultUrl(checksumUrl) : undefined;
+    if (vault === undefined) throw error;
+    ctx.reporter.emit({ type: 'step', phase: 'base', message: `${checksumUrl} is gone (HTTP 404): Rocky moves superseded point releases to its vault; trying ${vault}` });
+    return await readChecksumFile(vault, ctx);
+  }
 }
 
 async function readChecksumFile(checksumUrl: string, ctx: Context): Promise<string> {
@@ -179,6 +209,7 @@ async function readChecksumFile(checksumUrl: string, ctx: Context): Promise<stri
       await response.body?.cancel().catch(() => {});
       throw new NetworkError(checksumUrl, `${checksumUrl} answered HTTP ${String(response.status)} ${response.statusText}`.trimEnd(), {
         hint: 'Check base.checksumUrl.',
+        status: response.status,
       });
     }
     const bytes = new Uint8Array(await response.arrayBuffer());
@@ -279,7 +310,8 @@ interface Sidecar {
   lastModified: string | null;
 }
 
-async function download(url: string, source: BaseImageSource, expected: Expected | undefined, ctx: Context): Promise<FetchedBaseImage> {
+async function download(requestUrl: string, source: BaseImageSource, expected: Expected | undefined, ctx: Context): Promise<FetchedBaseImage> {
+  let url = requestUrl;
   const key = expected?.sha256 ?? `url-${createHash('sha256').update(url).digest('hex').slice(0, 16)}`;
   const partial = join(ctx.storeDir, `${key}.partial`);
   const release = await acquireLock(`${partial}.lock`);
@@ -292,6 +324,21 @@ async function download(url: string, source: BaseImageSource, expected: Expected
         result = await downloadOnce(url, partial, expected === undefined, progress, ctx);
       } catch (error) {
         if (ctx.signal?.aborted === true) throw new CancelledError('Downloading the base image');
+        if (error instanceof NetworkError && error.status === 404 && url !== requestUrl) {
+          throw new NetworkError(requestUrl, `${requestUrl} answered HTTP 404, and so did its copy in Rocky's vault, ${url}`, {
+            status: 404,
+            hint: 'Check base.url: the file name may be wrong, or the point release may be older than the vault keeps.',
+            cause: error,
+          });
+        }
+        const vault = error instanceof NetworkError && error.status === 404 && url === requestUrl ? rockyVaultUrl(url) : undefined;
+        if (vault !== undefined) {
+          // Same file name, same bytes: the sha256 check after the download is unchanged.
+          ctx.reporter.emit({ type: 'step', phase: 'base', message: `${url} is gone (HTTP 404): Rocky moves superseded point releases to its vault; downloading ${vault}` });
+          url = vault;
+          attempt -= 1;
+          continue;
+        }
         if (!(error instanceof TransferError)) throw error;
         const kept = await fileSize(partial);
         if (progress.received === 0 || attempt >= ctx.maxAttempts) {
@@ -396,6 +443,7 @@ async function downloadOnce(
     } else {
       await response.body?.cancel().catch(() => {});
       throw new NetworkError(url, `${url} answered HTTP ${String(response.status)} ${response.statusText}`.trimEnd(), {
+        status: response.status,
         hint:
           response.status === 404 || response.status === 410
             ? 'Check base.url. Distributions move superseded point releases to an archive (Rocky Linux: https://dl.rockylinux.org/vault/rocky/).'

@@ -1,3 +1,3 @@
 export { findChecksum, parseChecksumFile } from './checksum.js';
-export { type BaseImageSource, type FetchBaseImageOptions, type FetchedBaseImage, fetchBaseImage, OFFLINE_HINT } from './fetch.js';
+export { type BaseImageSource, type FetchBaseImageOptions, type FetchedBaseImage, fetchBaseImage, OFFLINE_HINT, rockyVaultUrl } from './fetch.js';
 export { type BaseStoreMetadata, baseStoreDir, detectImageFormat, findStoredByUrl, readStoreMetadata, storedImagePath } from './store.js';

@@ -1,10 +1,12 @@
 import { fetchBaseImage } from '../base-image/index.js';
-import { describeSpec, lockPathFor, updateLock, writeLock } from '../config/index.js';
+import { describeSpec } from '../config/index.js';
 import { UsageError } from '../core/errors.js';
 import { cacheDir } from '../pipeline/dirs.js';
 import { LayerStore } from '../layers/index.js';
 import { explainStages, renderKeyChange } from '../pipeline/explain.js';
 import { planningFacts } from '../pipeline/facts.js';
+import { DEFAULT_KUBERNETES_REPO_BASE, KUBERNETES_REPO_BASE_ENV } from '../kubernetes-repo/index.js';
+import { updateLockFile } from '../pipeline/lock.js';
 import { planBuild } from '../pipeline/plan.js';
 import { formatBytes } from '../report/renderers.js';
 import { dirname } from 'node:path';
@@ -79,21 +81,30 @@ export const fetchCommand = defineCommand({
 export const lockCommand = defineCommand({
   name: 'lock',
   usage: 'lock --update [--config FILE] [--base PATH|URL]',
-  summary: 'Record the resolved base image URL and sha256 in the lock file (image.lock). Only on request.',
-  help: `${SPEC_HELP}\n  --update                resolve the base (downloading it if needed) and rewrite the lock file`,
+  summary: 'Record the resolved base image and Kubernetes packages in the lock file (image.lock). Only on request.',
+  help: `${SPEC_HELP}\n  --update                resolve the Kubernetes release and packages from pkgs.k8s.io (network needed),\n                          then the base (downloading it if needed), and rewrite the lock file\n\nEnvironment:\n  ${KUBERNETES_REPO_BASE_ENV}   replaces ${DEFAULT_KUBERNETES_REPO_BASE} (a mirror with the same layout)`,
   options: { ...SPEC_OPTIONS, update: { type: 'boolean' } },
   async action(parsed, context) {
     if (parsed.values.update !== true) throw new UsageError('kib lock changes the lock file only with --update', 'Run `kib lock --update`.');
     const reporter = new CliReporter(parsed.globals, context.stderr);
-    const { spec } = await resolveSpec(parsed, context, reporter);
-    if (spec.configPath === undefined) throw new UsageError('There is no build definition file to lock (using the embedded default)', 'Create image.yaml (see docs/configuration.md) or pass --config FILE.');
-    const base = await fetchBaseImage(
-      { url: spec.base.url, ...(spec.base.checksumUrl === undefined ? {} : { checksumUrl: spec.base.checksumUrl }), ...(spec.base.sha256 === undefined ? {} : { sha256: spec.base.sha256 }) },
-      { cacheDir: cacheDir(context.env), signal: context.signal, reporter },
-    );
-    const lockPath = lockPathFor(spec.configPath);
-    await writeLock(lockPath, updateLock(spec, base));
-    context.stdout.write(`${lockPath}: base ${base.url} sha256 ${base.sha256}\n`);
+    // The lock being rewritten must not decide what it is rewritten to.
+    const { spec } = await resolveSpec(parsed, context, reporter, { applyLock: false });
+    const repoBase = context.env[KUBERNETES_REPO_BASE_ENV];
+    const { lockPath, lock } = await updateLockFile(spec, {
+      cacheDir: cacheDir(context.env),
+      signal: context.signal,
+      reporter,
+      ...(repoBase === undefined || repoBase === '' ? {} : { kubernetesRepoBase: repoBase }),
+    });
+    if (parsed.globals.json) {
+      context.stdout.write(`${JSON.stringify({ lockPath, lock }, null, 2)}\n`);
+      return 0;
+    }
+    const lines = [`${lockPath}: base ${lock.base.url} sha256 ${lock.base.sha256}`];
+    if (lock.kubernetes !== undefined) {
+      lines.push(`${lockPath}: Kubernetes ${lock.kubernetes.version} from ${lock.kubernetes.source}: ${Object.entries(lock.kubernetes.packages).map(([name, version]) => `${name} ${version}`).join(', ')}`);
+    }
+    context.stdout.write(`${lines.join('\n')}\n`);
     return 0;
   },
 });

@@ -23,7 +23,12 @@ export const SPEC_HELP = [
 ].join('\n');
 
 /** Loads and validates the build definition, then applies its lock file (if it is for the same base). */
-export async function resolveSpec(parsed: ParsedCommand, context: CommandContext, reporter: Reporter | undefined): Promise<{ spec: BuildSpec; lockPath: string | undefined }> {
+export async function resolveSpec(
+  parsed: ParsedCommand,
+  context: CommandContext,
+  reporter: Reporter | undefined,
+  options: { applyLock?: boolean } = {},
+): Promise<{ spec: BuildSpec; lockPath: string | undefined }> {
   const values = parsed.values;
   const overrides = {
     ...(stringOption(values, 'base') === undefined ? {} : { baseUrl: stringOption(values, 'base') as string }),
@@ -36,9 +41,10 @@ export async function resolveSpec(parsed: ParsedCommand, context: CommandContext
   const spec = await loadBuildSpec({ ...(configPath === undefined ? {} : { configPath }), overrides, cwd: context.cwd });
   if (spec.configPath === undefined) return { spec, lockPath: undefined };
   const lockPath = lockPathFor(spec.configPath);
+  if (options.applyLock === false) return { spec, lockPath };
+  // Applied even when there is none: a kubernetes.series then gets its "not resolved" note.
   const lock = await readLock(lockPath);
-  if (lock === undefined) return { spec, lockPath };
-  const applied = applyLock(spec, lock);
-  if (applied.note !== undefined) reporter?.emit({ type: 'warning', message: applied.note });
+  const applied = applyLock(spec, lock, lockPath);
+  for (const note of applied.notes) reporter?.emit({ type: 'warning', message: note });
   return { spec: applied.spec, lockPath };
 }

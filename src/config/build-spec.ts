@@ -1,4 +1,4 @@
-import type { OsFamily } from '../core/types.js';
+import type { KubernetesPackage, OsFamily } from '../core/types.js';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import type { OutputFormat } from './schema.js';
 
@@ -16,7 +16,20 @@ export interface BuildSpec {
     sha256: string | undefined;
     osFamily: OsFamily;
   };
-  kubernetes: { version: string; packages: 'required' | 'auto' | 'skip' };
+  kubernetes: {
+    /**
+     * The exact release: image.yaml's `version`, or for a `series` the release image.lock resolved
+     * it to. Undefined for a series that no applicable lock has resolved yet (a build refuses that).
+     */
+    version: string | undefined;
+    /** The minor series, `1.37` (from `series`, or the first two parts of `version`). */
+    series: string;
+    /** `version`: image.yaml pins the release; `series`: it follows the newest patch, through the lock. */
+    pinnedBy: 'version' | 'series';
+    packages: 'required' | 'auto' | 'skip';
+    /** Exact package versions (`1.37.2-150500.1.1`) from image.lock; undefined when no lock applies. */
+    lockedPackages: Record<KubernetesPackage, string> | undefined;
+  };
   node: {
     selinux: 'permissive' | 'enforcing';
     firewall: boolean;

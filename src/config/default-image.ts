@@ -6,7 +6,8 @@
  */
 export const DEFAULT_IMAGE_YAML = `# The build definition of kube-image-builder (kib). Every field is described in
 # docs/configuration.md. Relative paths are resolved from this file's directory.
-# image.lock beside this file records the base image it resolves to (kib lock --update).
+# image.lock beside this file records the base image and Kubernetes packages it resolves to
+# (kib lock --update).
 
 # Prefix of every artifact name: lowercase letters, digits, "." and "-".
 name: rocky-9
@@ -24,10 +25,11 @@ base:
   osFamily: redhat
 
 kubernetes:
-  # The one Kubernetes release in the image, exactly MAJOR.MINOR.PATCH. 1.36.1 is the newest
-  # release whose companion packages (cri-tools, kubernetes-cni) are confirmed from public sources;
-  # a newer series needs its entry in playbook/roles/kubernetes/defaults/main.yml.
-  version: 1.36.1
+  # The one Kubernetes release in the image, exactly MAJOR.MINOR.PATCH: 1.37.1, the newest 1.37
+  # patch release public sources confirm (kubernetes.io/releases/1.37). \`kib lock --update\` checks it
+  # against the v1.37 pkgs.k8s.io repository and records the exact package builds in image.lock;
+  # \`series: "1.37"\` instead of \`version\` would follow the newest patch through the lock.
+  version: 1.37.1
   # required: fail when the Kubernetes packages cannot be installed.
   packages: required
 

@@ -23,7 +23,13 @@ export function describeSpec(spec: BuildSpec): Record<string, unknown> {
             : 'none (no sha256 or checksumUrl given)',
       osFamily: spec.base.osFamily,
     },
-    kubernetes: { version: spec.kubernetes.version, packages: spec.kubernetes.packages },
+    kubernetes: {
+      version: spec.kubernetes.version ?? null,
+      series: spec.kubernetes.series,
+      pinnedBy: spec.kubernetes.pinnedBy,
+      packages: spec.kubernetes.packages,
+      lockedPackages: spec.kubernetes.lockedPackages ?? null,
+    },
     node: { selinux: spec.node.selinux, firewall: spec.node.firewall, network: spec.node.network },
     disk: { size: formatBytes(spec.disk.sizeBytes), sizeBytes: spec.disk.sizeBytes },
     vm: {

@@ -11,6 +11,8 @@ interface JsonSchemaNode {
   default?: unknown;
   description?: string;
   docType?: string;
+  /** Replaces the default column (for fields that are required in a way the schema cannot show). */
+  docDefault?: string;
   properties?: Record<string, JsonSchemaNode>;
   required?: string[];
 }
@@ -58,8 +60,9 @@ export function renderConfigurationDoc(): string {
     '',
     '## The lock file',
     '',
-    '`image.lock` (beside `image.yaml`; `foo.yaml` has `foo.lock`) records the base image the definition resolved to',
-    'when `kib lock --update` last ran:',
+    '`image.lock` (beside `image.yaml`; `foo.yaml` has `foo.lock`) records what the definition resolved to when',
+    '`kib lock --update` last ran: the base image, and the Kubernetes release with the exact package builds of its',
+    'pkgs.k8s.io repository for the image\'s OS family and architecture:',
     '',
     '```yaml',
     'lockVersion: 1',
@@ -67,11 +70,34 @@ export function renderConfigurationDoc(): string {
     '  url: "https://example.org/images/base.qcow2"',
     '  sha256: <64 hex digits>',
     '  sizeBytes: 645988352',
+    'kubernetes:',
+    '  version: "1.37.2"',
+    '  series: "v1.37"',
+    '  osFamily: redhat',
+    '  arch: "x86_64"',
+    '  source: "https://pkgs.k8s.io/core:/stable:/v1.37/rpm/"',
+    '  packages:',
+    '    kubeadm: "1.37.2-150500.1.1"',
+    '    kubelet: "1.37.2-150500.1.1"',
+    '    kubectl: "1.37.2-150500.1.1"',
+    '    cri-tools: "<version-release>"',
+    '    kubernetes-cni: "<version-release>"',
     '```',
     '',
-    'While `base.url` is the URL in the lock, the lock pins `base.sha256` (a sha256 pinned in `image.yaml` itself takes',
-    'precedence, with a warning that the lock is stale). When `base.url` changes, the lock no longer applies and `kib`',
-    'says so until `kib lock --update` is run. The lock is only ever rewritten on request.',
+    '(The package versions above show the format only.) While `base.url` is the URL in the lock, the lock pins',
+    '`base.sha256` (a sha256 pinned in `image.yaml` itself takes precedence, with a warning that the lock is stale).',
+    'While `kubernetes.version` is the locked release (or `kubernetes.series` its series) and `base.osFamily` the',
+    'locked family, a build installs exactly the locked package builds: `name-<version-release>` with dnf,',
+    '`name=<version-revision>` with apt. A `kubernetes.series` needs the lock to name its release; without one the',
+    'build does not start. When `base.url` or the Kubernetes setting changes, that part of the lock no longer applies',
+    'and `kib` says so until `kib lock --update` is run. Without a lock, `kubernetes.version` is installed from the',
+    'series\' repository at that release (its newest build) with the repository\'s newest cri-tools and kubernetes-cni.',
+    '',
+    '`kib lock --update` reads the series\' repository over HTTP (`rpm/repodata/repomd.xml` and its primary metadata,',
+    'or the flat `deb/Packages.gz`, `.xz` or plain index; gzip is read directly, zstd and xz with the host tools) before it touches the base image, so without network access it fails within',
+    'seconds, naming the URL, and leaves the lock file unchanged. The environment variable `KIB_KUBERNETES_REPO_BASE`',
+    'replaces `https://pkgs.k8s.io/core:/stable:/` with a mirror of the same layout. The lock is only ever rewritten on',
+    'request, and atomically. Lock files written before the `kubernetes` section existed stay valid.',
     '',
     '## Command-line overrides',
     '',
@@ -96,7 +122,7 @@ function collectRows(node: JsonSchemaNode, path: string[], required: boolean, ro
     rows.push({
       path: path.join('.'),
       type: typeOf(node),
-      default: required ? '*required*' : node.default === undefined ? '—' : `\`${formatDefault(node.default)}\``,
+      default: node.docDefault !== undefined ? node.docDefault : required ? '*required*' : node.default === undefined ? '—' : `\`${formatDefault(node.default)}\``,
       description: node.description ?? '',
     });
   }

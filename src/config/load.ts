@@ -136,7 +136,13 @@ export function parseBuildSpec(text: string, context: ParseBuildSpecContext): Bu
     configPath: file,
     name: config.name,
     base,
-    kubernetes: { version: config.kubernetes.version, packages: config.kubernetes.packages },
+    kubernetes: {
+      version: config.kubernetes.version,
+      series: config.kubernetes.series ?? (config.kubernetes.version ?? '').split('.').slice(0, 2).join('.'),
+      pinnedBy: config.kubernetes.version !== undefined ? 'version' : 'series',
+      packages: config.kubernetes.packages,
+      lockedPackages: undefined,
+    },
     node: { selinux: config.node.selinux, firewall: config.node.firewall, network: config.node.network },
     disk: { sizeBytes: config.disk.size },
     vm: {

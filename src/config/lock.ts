@@ -4,19 +4,41 @@ import { basename, dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '../core/errors.js';
+import { KUBERNETES_PACKAGES, type KubernetesPackage, type OsFamily } from '../core/types.js';
 import { type BuildSpec, withConfigSha256 } from './build-spec.js';
 import { issuesFromZod } from './issues.js';
 import { sha256Problem } from './schema.js';
 
 /**
- * image.lock: the base image that image.yaml resolved to when someone last ran
- * `kib lock --update`. It pins the sha256 of the base while the base URL stays the same, so
- * a moving upstream cannot change what a build starts from without a reviewable change.
+ * image.lock: what image.yaml resolved to when someone last ran `kib lock --update`. It pins the
+ * sha256 of the base while the base URL stays the same, and the Kubernetes release and exact
+ * package builds while the Kubernetes setting stays the same, so a moving upstream cannot change
+ * what a build starts from or installs without a reviewable change. Locks written before the
+ * Kubernetes section existed are still valid (they pin the base only).
  */
 export interface Lock {
   lockVersion: 1;
   base: { url: string; sha256: string; sizeBytes: number };
+  kubernetes?: LockedKubernetes | undefined;
 }
+
+/** The Kubernetes release and package builds `kib lock --update` read from the series' repository. */
+export interface LockedKubernetes {
+  /** The release, `1.37.2`. */
+  version: string;
+  /** The repository's series, `v1.37`. */
+  series: string;
+  /** The package format the versions are for (rpm for redhat, deb for debian). */
+  osFamily: OsFamily;
+  /** The architecture, in the repository's naming (`x86_64`, `amd64`). */
+  arch: string;
+  /** The repository the versions were read from. */
+  source: string;
+  /** Exact version-release (rpm) or version-revision (deb) of each package. */
+  packages: Record<KubernetesPackage, string>;
+}
+
+const packageVersionSchema = z.string().regex(/^(\d+:)?[0-9A-Za-z.+~^_]+(-[0-9A-Za-z.+~^_]+)?$/, 'expected a package version like "1.37.2-150500.1.1"');
 
 const lockSchema = z.strictObject({
   lockVersion: z.literal(1),
@@ -30,9 +52,20 @@ const lockSchema = z.strictObject({
     }),
     sizeBytes: z.int().min(0),
   }),
+  kubernetes: z
+    .strictObject({
+      version: z.string().regex(/^\d+\.\d+\.\d+$/, 'expected an exact release like "1.37.2"'),
+      series: z.string().regex(/^v\d+\.\d+$/, 'expected a series like "v1.37"'),
+      osFamily: z.enum(['redhat', 'debian']),
+      arch: z.string().min(1),
+      source: z.string().min(1),
+      packages: z.strictObject(Object.fromEntries(KUBERNETES_PACKAGES.map((name) => [name, packageVersionSchema])) as Record<KubernetesPackage, typeof packageVersionSchema>),
+    })
+    .optional(),
 });
 
-const LOCK_HEADER = '# Written by kib lock --update: the base image this build definition resolves to. Do not edit by hand.\n';
+const LOCK_HEADER =
+  '# Written by kib lock --update: the base image and the Kubernetes packages this build definition resolves to. Do not edit by hand.\n';
 
 /** image.yaml → image.lock (any .yaml/.yml file name works the same way). */
 export function lockPathFor(configPath: string): string {
@@ -66,7 +99,27 @@ export function parseLock(text: string, file?: string): Lock {
 }
 
 export function renderLock(lock: Lock): string {
-  return `${LOCK_HEADER}lockVersion: 1\nbase:\n  url: ${JSON.stringify(lock.base.url)}\n  sha256: ${lock.base.sha256}\n  sizeBytes: ${String(lock.base.sizeBytes)}\n`;
+  const lines = [
+    'lockVersion: 1',
+    'base:',
+    `  url: ${JSON.stringify(lock.base.url)}`,
+    `  sha256: ${lock.base.sha256}`,
+    `  sizeBytes: ${String(lock.base.sizeBytes)}`,
+  ];
+  const k8s = lock.kubernetes;
+  if (k8s !== undefined) {
+    lines.push(
+      'kubernetes:',
+      `  version: ${JSON.stringify(k8s.version)}`,
+      `  series: ${JSON.stringify(k8s.series)}`,
+      `  osFamily: ${k8s.osFamily}`,
+      `  arch: ${JSON.stringify(k8s.arch)}`,
+      `  source: ${JSON.stringify(k8s.source)}`,
+      '  packages:',
+      ...KUBERNETES_PACKAGES.map((name) => `    ${name}: ${JSON.stringify(k8s.packages[name])}`),
+    );
+  }
+  return `${LOCK_HEADER}${lines.join('\n')}\n`;
 }
 
 /** Writes the lock atomically: a reader sees the old file or the new one, never half of one. */
@@ -88,31 +141,77 @@ export async function writeLock(lockPath: string, lock: Lock): Promise<void> {
 }
 
 /**
- * Pins spec.base.sha256 from the lock when the lock is for the same base URL. A lock for another
- * URL does not apply, and a sha256 pinned in image.yaml itself wins over the lock (it is the more
- * deliberate statement); in both cases the note says so, for the CLI to show, and
- * `kib lock --update` brings the lock in line.
+ * Applies the lock to a spec. The base part pins spec.base.sha256 when the lock is for the same
+ * base URL; a lock for another URL does not apply, and a sha256 pinned in image.yaml itself wins
+ * over the lock (it is the more deliberate statement). The Kubernetes part applies when it was
+ * resolved for what image.yaml asks (the same exact version, or the same series) and for the same
+ * OS family: it then gives a series its release and every build its exact package versions.
+ * Whatever does not apply is left alone and named in a note, for the CLI to show; `kib lock
+ * --update` brings the lock in line.
  */
-export function applyLock(spec: BuildSpec, lock: Lock | undefined, lockPath = 'image.lock'): { spec: BuildSpec; note: string | undefined } {
-  if (lock === undefined) return { spec, note: undefined };
+export function applyLock(spec: BuildSpec, lock: Lock | undefined, lockPath = 'image.lock'): { spec: BuildSpec; notes: string[] } {
   const lockName = basename(lockPath);
-  if (lock.base.url !== spec.base.url) {
-    return {
-      spec,
-      note: `${lockName} is for another base (${lock.base.url}), so it does not apply to ${spec.base.url}; run \`kib lock --update\``,
-    };
+  const notes: string[] = [];
+  let next = spec;
+  if (lock !== undefined) {
+    if (lock.base.url !== spec.base.url) {
+      notes.push(`${lockName} is for another base (${lock.base.url}), so it does not apply to ${spec.base.url}; run \`kib lock --update\``);
+    } else if (spec.base.sha256 !== undefined && spec.base.sha256 !== lock.base.sha256) {
+      notes.push(`base.sha256 is pinned to ${spec.base.sha256} but ${lockName} records ${lock.base.sha256} for the same URL; using the pin, run \`kib lock --update\``);
+    } else if (spec.base.sha256 !== lock.base.sha256) {
+      next = { ...next, base: { ...next.base, sha256: lock.base.sha256 } };
+    }
   }
-  if (spec.base.sha256 !== undefined && spec.base.sha256 !== lock.base.sha256) {
-    return {
-      spec,
-      note: `base.sha256 is pinned to ${spec.base.sha256} but ${lockName} records ${lock.base.sha256} for the same URL; using the pin, run \`kib lock --update\``,
-    };
-  }
-  if (spec.base.sha256 === lock.base.sha256) return { spec, note: undefined };
-  return { spec: withConfigSha256({ ...spec, base: { ...spec.base, sha256: lock.base.sha256 } }), note: undefined };
+  const kubernetes = kubernetesFromLock(spec, lock?.kubernetes, lockName);
+  if (kubernetes.note !== undefined) notes.push(kubernetes.note);
+  if (kubernetes.applied !== undefined) next = { ...next, kubernetes: kubernetes.applied };
+  return { spec: next === spec ? spec : withConfigSha256(next), notes };
 }
 
-/** The lock for a spec, given the base image the base phase resolved (its sha256 and size). */
-export function updateLock(spec: BuildSpec, resolvedBase: { sha256: string; sizeBytes: number }): Lock {
-  return { lockVersion: 1, base: { url: spec.base.url, sha256: resolvedBase.sha256, sizeBytes: resolvedBase.sizeBytes } };
+function kubernetesFromLock(
+  spec: BuildSpec,
+  locked: LockedKubernetes | undefined,
+  lockName: string,
+): { applied?: BuildSpec['kubernetes']; note?: string } {
+  const wanted = spec.kubernetes.pinnedBy === 'version' ? `version ${String(spec.kubernetes.version)}` : `series "${spec.kubernetes.series}"`;
+  if (locked === undefined) {
+    return spec.kubernetes.pinnedBy === 'series'
+      ? { note: `kubernetes.series "${spec.kubernetes.series}" is not resolved: ${lockName} records no Kubernetes release; run \`kib lock --update\`` }
+      : {};
+  }
+  if (locked.osFamily !== spec.base.osFamily) {
+    return { note: `${lockName} records Kubernetes packages for ${locked.osFamily}, but base.osFamily is ${spec.base.osFamily}; they do not apply, run \`kib lock --update\`` };
+  }
+  const matches =
+    spec.kubernetes.pinnedBy === 'version' ? locked.version === spec.kubernetes.version : locked.series === `v${spec.kubernetes.series}`;
+  if (!matches) {
+    return { note: `${lockName} records Kubernetes ${locked.version} (${locked.series}), but image.yaml asks for ${wanted}; the lock's packages do not apply, run \`kib lock --update\`` };
+  }
+  return { applied: { ...spec.kubernetes, version: locked.version, lockedPackages: { ...locked.packages } } };
+}
+
+/**
+ * The exact Kubernetes release of a spec, for a build. A series without a lock that resolves it
+ * has none, and the build must not start: the error says how to resolve it.
+ */
+export function requireKubernetesVersion(spec: BuildSpec): string {
+  if (spec.kubernetes.version !== undefined) return spec.kubernetes.version;
+  throw new ConfigError(
+    [
+      {
+        path: 'kubernetes.series',
+        message: `"${spec.kubernetes.series}" follows the newest patch of the series, and no lock file resolves it: run \`kib lock --update\` (it reads pkgs.k8s.io, so it needs the network) and commit the lock, or pin kubernetes.version`,
+      },
+    ],
+    spec.configPath,
+  );
+}
+
+/** The lock for a spec, given the base image and the Kubernetes packages that were resolved for it. */
+export function updateLock(spec: BuildSpec, resolvedBase: { sha256: string; sizeBytes: number }, resolvedKubernetes?: LockedKubernetes): Lock {
+  return {
+    lockVersion: 1,
+    base: { url: spec.base.url, sha256: resolvedBase.sha256, sizeBytes: resolvedBase.sizeBytes },
+    ...(resolvedKubernetes === undefined ? {} : { kubernetes: resolvedKubernetes }),
+  };
 }

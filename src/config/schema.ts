@@ -28,12 +28,14 @@ export const RESERVED_VAR_PREFIX = 'kib_';
 const EXAMPLE_VERSION = '1.36.1';
 const NAME_PATTERN = /^[a-z0-9][a-z0-9.-]*$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+const EXAMPLE_SERIES = '1.37';
 const VERSION_PATTERN = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
+const SERIES_PATTERN = /^(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
 const URL_SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 const ALLOWED_SCHEMES = new Set(['http', 'https', 'file']);
 
 /** `docType` is how the field's type is shown in docs/configuration.md. */
-function doc(meta: { description: string; docType: string }): Record<string, unknown> & { description: string; docType: string } {
+function doc(meta: { description: string; docType: string; docDefault?: string }): Record<string, unknown> & { description: string; docType: string } {
   return { ...meta };
 }
 
@@ -57,7 +59,7 @@ export function kubernetesVersionProblem(value: unknown): string | undefined {
   const shown = JSON.stringify(value);
   if (/^[vV]\d+\.\d+\.\d+$/.test(text)) return `write the version without the "v": "${text.slice(1)}" instead of ${shown}`;
   if (/^[vV]?\d+\.\d+$/.test(text)) {
-    return `${shown} names a minor series, not a release; pin an exact patch release like "${text.replace(/^[vV]/, '')}.0" (MAJOR.MINOR.PATCH)`;
+    return `${shown} names a minor series, not a release; pin an exact patch release like "${text.replace(/^[vV]/, '')}.0" (MAJOR.MINOR.PATCH), or write series: "${text.replace(/^[vV]/, '')}" instead of version to follow the series' newest patch`;
   }
   if (/^(latest|stable|newest|current)(-\d+(\.\d+)?)?$/i.test(text)) {
     return `${shown} moves over time; pin an exact release like "${EXAMPLE_VERSION}" so the same image.yaml always builds the same image`;
@@ -69,6 +71,22 @@ export function kubernetesVersionProblem(value: unknown): string | undefined {
     return `version ranges are not allowed; pin one exact release like "${EXAMPLE_VERSION}", got ${shown}`;
   }
   return `expected an exact release like "${EXAMPLE_VERSION}" (MAJOR.MINOR.PATCH), got ${shown}`;
+}
+
+/** Why a Kubernetes series is not MAJOR.MINOR, or undefined if it is. */
+export function kubernetesSeriesProblem(value: unknown): string | undefined {
+  if (typeof value === 'number') {
+    return `write the series as a quoted string like "${EXAMPLE_SERIES}": YAML reads an unquoted ${String(value)} as a number (and 1.30 as 1.3)`;
+  }
+  if (typeof value !== 'string') return `expected a minor series like "${EXAMPLE_SERIES}", got ${describeInput(value)}`;
+  const text = value.trim();
+  if (SERIES_PATTERN.test(text)) return undefined;
+  const shown = JSON.stringify(value);
+  if (/^[vV]\d+\.\d+$/.test(text)) return `write the series without the "v": "${text.slice(1)}" instead of ${shown}`;
+  if (/^[vV]?\d+\.\d+\.\d+$/.test(text)) {
+    return `${shown} is an exact release, not a series; write version: "${text.replace(/^[vV]/, '')}" to pin it, or series: "${text.replace(/^[vV]/, '').split('.').slice(0, 2).join('.')}" to follow the newest patch`;
+  }
+  return `expected a minor series like "${EXAMPLE_SERIES}" (MAJOR.MINOR), got ${shown}`;
 }
 
 /** Why a base location is neither an http(s)/file URL nor a path, or undefined if it is fine. */
@@ -166,7 +184,19 @@ const versionField = custom<string>((value) => {
   doc({
     docType: 'version',
     description:
-      'The one Kubernetes release in the image, exactly `MAJOR.MINOR.PATCH` (no `v`, no ranges, no `latest`). kubeadm, kubelet and kubectl are all installed at this version.',
+      'The one Kubernetes release in the image, exactly `MAJOR.MINOR.PATCH` (no `v`, no ranges, no `latest`). kubeadm, kubelet and kubectl are all installed at this version; with a lock file for it, every Kubernetes package is installed at the exact build the lock records. Set this or `series`, not both.',
+    docDefault: '*required* (or `series`)',
+  }),
+);
+
+const seriesField = custom<string>((value) => {
+  const problem = kubernetesSeriesProblem(value);
+  return problem === undefined ? { ok: true, value: (value as string).trim() } : { ok: false, message: problem };
+}).meta(
+  doc({
+    docType: 'series',
+    description:
+      'Instead of `version`: a minor series in quotes, e.g. `"1.37"`. `kib lock --update` resolves it to the newest patch release in the series\' pkgs.k8s.io repository and records that release and the exact package versions in the lock file; a build installs what the lock records and refuses to start without a lock for this series. Set this or `version`, not both.',
   }),
 );
 
@@ -305,7 +335,8 @@ export const imageConfigSchema = z
       .meta(doc({ docType: 'mapping', description: 'The cloud image the build starts from.' })),
     kubernetes: z
       .strictObject({
-        version: versionField,
+        version: versionField.optional(),
+        series: seriesField.optional(),
         packages: z.enum(PACKAGE_MODES).default('required').meta(
           doc({
             docType: 'enum',
@@ -313,6 +344,21 @@ export const imageConfigSchema = z
               '`required`: the build fails if the Kubernetes packages cannot be installed. `auto`: when the package source is unreachable from the build VM, the Kubernetes tasks are skipped and the reason is recorded in the build manifest. `skip`: never install them.',
           }),
         ),
+      })
+      .superRefine((kubernetes, ctx) => {
+        if (kubernetes.version === undefined && kubernetes.series === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['version'],
+            message: `required: an exact release like "${EXAMPLE_VERSION}", or instead series: "${EXAMPLE_SERIES}" for the newest patch of a series (resolved by kib lock --update)`,
+          });
+        } else if (kubernetes.version !== undefined && kubernetes.series !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['series'],
+            message: `set either version (an exact release) or series (its newest patch, resolved by kib lock --update), not both`,
+          });
+        }
       })
       .meta(doc({ docType: 'mapping', description: 'What Kubernetes goes into the image.' })),
     node: z

@@ -24,7 +24,12 @@ export const buildFactsSchema = z.strictObject({
     /** Null outside a Git work tree. */
     commit: z.string().nullable(),
   }),
-  kubernetes: z.strictObject({ version: versionSchema, packages: kubernetesPackagesSchema }),
+  kubernetes: z.strictObject({
+    version: versionSchema,
+    packages: kubernetesPackagesSchema,
+    /** Exact package builds from image.lock (`1.37.1-150500.1.1`); null when no lock applies. */
+    lockedPackages: z.record(z.string(), z.string()).nullable(),
+  }),
   node: z.strictObject({
     selinux: selinuxSchema,
     firewall: z.boolean(),
@@ -57,6 +62,7 @@ export function playbookVarsFromFacts(facts: BuildFacts): Record<string, unknown
     ...facts.playbook.vars,
     kib_kubernetes_version: facts.kubernetes.version,
     kib_kubernetes_packages: facts.kubernetes.packages,
+    kib_kubernetes_locked_packages: facts.kubernetes.lockedPackages ?? {},
     kib_selinux: facts.node.selinux,
     kib_firewall: facts.node.firewall,
     kib_pod_cidrs: facts.node.network.podCidrs,
@@ -75,6 +81,7 @@ export function playbookVarsFromFacts(facts: BuildFacts): Record<string, unknown
 export interface FactPlaybookVars {
   kib_kubernetes_version: string;
   kib_kubernetes_packages: 'required' | 'auto' | 'skip';
+  kib_kubernetes_locked_packages: Record<string, string>;
   kib_selinux: 'permissive' | 'enforcing';
   kib_firewall: boolean;
   kib_pod_cidrs: string[];
@@ -127,8 +134,9 @@ export const buildManifestSchema = z.strictObject({
     hostArch: facts.build.shape.hostArch,
   }),
   kubernetes: z.strictObject({
-    /** What the build asked for (a fact) … */
+    /** What the build asked for (facts) … */
     packages: kubernetesPackagesSchema,
+    lockedPackages: z.record(z.string(), z.string()).nullable(),
     /** … and what the guest ended up with (from its inventory). */
     installed: z.boolean(),
     version: z.string().nullable(),
@@ -163,7 +171,7 @@ export function manifestSectionsFromFacts(f: BuildFacts): Pick<BuildManifest, 't
 export function factsFromManifest(m: BuildManifest): BuildFacts {
   return buildFactsSchema.parse({
     image: { name: m.image.name, version: m.image.version, commit: m.image.commit },
-    kubernetes: { version: m.image.kubernetesVersion, packages: m.kubernetes.packages },
+    kubernetes: { version: m.image.kubernetesVersion, packages: m.kubernetes.packages, lockedPackages: m.kubernetes.lockedPackages },
     node: m.node,
     base: m.base,
     disk: m.disk,

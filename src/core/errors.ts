@@ -71,10 +71,14 @@ export class ChecksumMismatchError extends KibError {
 
 export class NetworkError extends KibError {
   readonly url: string;
+  /** The HTTP status when the server answered with an error; undefined when it could not be reached. */
+  readonly status: number | undefined;
 
-  constructor(url: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super('NETWORK', message, options);
+  constructor(url: string, message: string, options: { hint?: string; cause?: unknown; status?: number } = {}) {
+    const { status, ...rest } = options;
+    super('NETWORK', message, rest);
     this.url = url;
+    this.status = status;
   }
 }
 

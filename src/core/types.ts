@@ -32,3 +32,11 @@ export interface Artifact {
 
 /** Guest OS family; package names and repositories differ per family in the playbook. */
 export type OsFamily = 'redhat' | 'debian';
+
+/**
+ * The packages a Kubernetes node image installs from its series' pkgs.k8s.io repository. kubelet
+ * requires kubernetes-cni; cri-tools (crictl) is named on its own because kubeadm no longer
+ * depends on it.
+ */
+export const KUBERNETES_PACKAGES = ['kubeadm', 'kubelet', 'kubectl', 'cri-tools', 'kubernetes-cni'] as const;
+export type KubernetesPackage = (typeof KUBERNETES_PACKAGES)[number];

@@ -37,6 +37,7 @@ export function buildManifest(input: BuildManifestInput): BuildManifest {
     },
     kubernetes: {
       packages: meta.facts.kubernetes.packages,
+      lockedPackages: meta.facts.kubernetes.lockedPackages,
       installed: inventory.kubernetes.installed,
       version: inventory.kubernetes.version,
       skippedReason: inventory.kubernetes.skippedReason,

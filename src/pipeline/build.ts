@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { arch } from 'node:os';
 import { join } from 'node:path';
 import { fetchBaseImage } from '../base-image/index.js';
-import type { BuildSpec } from '../config/index.js';
+import { type BuildSpec, requireKubernetesVersion } from '../config/index.js';
 import { playbookVarsFromFacts, type BuildFacts } from '../core/build-facts.js';
 import { CleanupStack } from '../core/cleanup.js';
 import type { Artifact, BaseImage } from '../core/types.js';
@@ -49,6 +49,8 @@ export interface BuildResult {
  */
 export async function buildImage(spec: BuildSpec, options: BuildOptions): Promise<BuildResult> {
   const { reporter, signal } = options;
+  // A series that no lock resolves has no release to install: refuse before anything starts.
+  requireKubernetesVersion(spec);
   const startedAt = new Date();
   const buildDate = resolveBuildDate(startedAt);
   const buildId = newBuildId(spec.name, startedAt);
@@ -111,7 +113,7 @@ export async function buildImage(spec: BuildSpec, options: BuildOptions): Promis
     ),
   );
 
-  const stem = artifactStem({ name: spec.name, kubernetesVersion: spec.kubernetes.version, imageVersion: version.version });
+  const stem = artifactStem({ name: spec.name, kubernetesVersion: facts.kubernetes.version, imageVersion: version.version });
   const staging = await createStaging(spec.outputs.dir, buildId);
   cleanup.defer('discard the staging directory', () => discardStaging(staging));
 

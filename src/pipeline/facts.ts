@@ -1,7 +1,7 @@
 import { arch } from 'node:os';
 import { dirname } from 'node:path';
 import { findStoredByUrl } from '../base-image/index.js';
-import { canonicalJson, sha256Hex, type BuildSpec } from '../config/index.js';
+import { canonicalJson, requireKubernetesVersion, sha256Hex, type BuildSpec } from '../config/index.js';
 import { buildFactsSchema, type BuildFacts } from '../core/build-facts.js';
 import { KibError } from '../core/errors.js';
 import { hashTree } from '../export/index.js';
@@ -27,7 +27,7 @@ export function assembleBuildFacts(
 ): BuildFacts {
   return buildFactsSchema.parse({
     image: { name: spec.name, version: found.version.version, commit: found.version.commit ?? null },
-    kubernetes: { version: spec.kubernetes.version, packages: spec.kubernetes.packages },
+    kubernetes: { version: requireKubernetesVersion(spec), packages: spec.kubernetes.packages, lockedPackages: spec.kubernetes.lockedPackages ?? null },
     node: { selinux: spec.node.selinux, firewall: spec.node.firewall, network: spec.node.network },
     base: { url: found.base.url, sha256: found.base.sha256, osFamily: spec.base.osFamily },
     disk: { sizeBytes: spec.disk.sizeBytes },

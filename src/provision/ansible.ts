@@ -14,6 +14,12 @@ export interface AnsibleTarget {
 export interface KibPlaybookVars {
   kib_kubernetes_version: string;
   kib_kubernetes_packages: 'required' | 'auto' | 'skip';
+  /**
+   * Exact package versions from the lock file (`{kubeadm: "1.37.2-150500.1.1", …}`), installed
+   * exactly; empty without a lock, and then the repository's builds of kib_kubernetes_version
+   * (and its newest cri-tools and kubernetes-cni) are installed.
+   */
+  kib_kubernetes_locked_packages: Record<string, string>;
   kib_selinux: 'permissive' | 'enforcing';
   kib_firewall: boolean;
   kib_pod_cidrs: string[];

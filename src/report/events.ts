@@ -2,7 +2,7 @@
  * The library never prints: it emits these events to a Reporter, and the CLI decides how they look
  * (human on a TTY, json-lines for CI, silent, or recorded in tests).
  */
-export type Phase = 'preflight' | 'base' | 'provision' | 'export' | 'verify' | 'push' | 'serve';
+export type Phase = 'preflight' | 'base' | 'lock' | 'provision' | 'export' | 'verify' | 'push' | 'serve';
 
 export type KibEvent =
   | { type: 'phase-start'; phase: Phase; title: string }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fetchBaseImage, type FetchBaseImageOptions } from '../../../src/base-image/fetch.js';
+import { fetchBaseImage, type FetchBaseImageOptions, rockyVaultUrl } from '../../../src/base-image/fetch.js';
 import { baseStoreDir } from '../../../src/base-image/store.js';
 import { CancelledError, ChecksumMismatchError, KibError, NetworkError } from '../../../src/core/errors.js';
 import type { KibEvent } from '../../../src/report/events.js';
@@ -271,5 +271,66 @@ describe('local bases', () => {
     const error = await fetchBaseImage({ url: path }, options()).catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'BASE_NOT_FOUND' });
     expect((error as KibError).message).toContain(path);
+  });
+});
+
+describe("Rocky's vault", () => {
+  it('maps a point release under /pub/rocky/ to /vault/rocky/ on the same origin, and nothing else', () => {
+    expect(rockyVaultUrl('https://dl.rockylinux.org/pub/rocky/9.8/images/x86_64/Rocky-9-GenericCloud-Base-9.8-20260525.0.x86_64.qcow2')).toBe(
+      'https://dl.rockylinux.org/vault/rocky/9.8/images/x86_64/Rocky-9-GenericCloud-Base-9.8-20260525.0.x86_64.qcow2',
+    );
+    expect(rockyVaultUrl('https://dl.rockylinux.org/pub/rocky/9.8/images/x86_64/CHECKSUM')).toBe('https://dl.rockylinux.org/vault/rocky/9.8/images/x86_64/CHECKSUM');
+    expect(rockyVaultUrl('http://127.0.0.1:8080/pub/rocky/9.7/a.qcow2')).toBe('http://127.0.0.1:8080/vault/rocky/9.7/a.qcow2');
+    // The moving major-version link is never archived, and other paths and schemes are not Rocky's layout.
+    expect(rockyVaultUrl('https://dl.rockylinux.org/pub/rocky/9/images/x86_64/a.qcow2')).toBeUndefined();
+    expect(rockyVaultUrl('https://dl.rockylinux.org/vault/rocky/9.8/a.qcow2')).toBeUndefined();
+    expect(rockyVaultUrl('https://example.org/pub/debian/12/a.qcow2')).toBeUndefined();
+    expect(rockyVaultUrl('file:///pub/rocky/9.8/a.qcow2')).toBeUndefined();
+    expect(rockyVaultUrl('/pub/rocky/9.8/a.qcow2')).toBeUndefined();
+  });
+
+  it('fetches the image and the checksum file from the vault when the point release has moved there', async () => {
+    const vaultPath = IMAGE_PATH.replace('/pub/rocky/', '/vault/rocky/');
+    const name = IMAGE_PATH.split('/').pop() ?? '';
+    await server.close();
+    server = await ImageServer.start();
+    // Only the vault has the files now, as after Rocky 9.9 ships.
+    server.serve(vaultPath, image.data);
+    server.serve('/vault/rocky/9.8/images/x86_64/CHECKSUM', `SHA256 (${name}) = ${image.sha256}\n`);
+    const result = await fetchBaseImage({ url: server.url(IMAGE_PATH), checksumUrl: server.url('/pub/rocky/9.8/images/x86_64/CHECKSUM') }, options());
+    expect(result).toMatchObject({ sha256: image.sha256, verifiedBy: 'checksum-file', fromCache: false, url: server.url(vaultPath) });
+    expect(server.seen.map((request) => [request.path, request.status])).toEqual([
+      ['/pub/rocky/9.8/images/x86_64/CHECKSUM', 404],
+      ['/vault/rocky/9.8/images/x86_64/CHECKSUM', 200],
+      [IMAGE_PATH, 404],
+      [vaultPath, 200],
+    ]);
+    const steps = events.filter((event) => event.type === 'step').map((event) => (event as { message: string }).message);
+    expect(steps).toContainEqual(expect.stringContaining(`trying ${server.url('/vault/rocky/9.8/images/x86_64/CHECKSUM')}`));
+    expect(steps).toContainEqual(expect.stringContaining(`downloading ${server.url(vaultPath)}`));
+    // A lookup by the configured URL still finds the stored copy.
+    const again = await fetchBaseImage({ url: server.url(IMAGE_PATH), sha256: image.sha256 }, options({ fetchImpl: noNetwork }));
+    expect(again.fromCache).toBe(true);
+  });
+
+  it('still verifies the sha256 of what the vault sends', async () => {
+    const vaultPath = IMAGE_PATH.replace('/pub/rocky/', '/vault/rocky/');
+    await server.close();
+    server = await ImageServer.start();
+    server.serve(vaultPath, makeImage(SIZE).data);
+    const error = await fetchBaseImage({ url: server.url(IMAGE_PATH), sha256: image.sha256 }, options()).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ChecksumMismatchError);
+    expect(await storeContents()).toEqual([]);
+  });
+
+  it('reports the vault URL when the file is in neither place', async () => {
+    await server.close();
+    server = await ImageServer.start();
+    const error = await fetchBaseImage({ url: server.url(IMAGE_PATH), sha256: image.sha256 }, options()).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(NetworkError);
+    expect((error as NetworkError).url).toBe(server.url(IMAGE_PATH));
+    expect((error as NetworkError).message).toContain(`and so did its copy in Rocky's vault, ${server.url(IMAGE_PATH.replace('/pub/rocky/', '/vault/rocky/'))}`);
+    expect((error as NetworkError).status).toBe(404);
+    expect(server.seen.map((request) => request.status)).toEqual([404, 404]);
   });
 });

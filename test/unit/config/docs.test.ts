@@ -40,7 +40,7 @@ describe('docs/configuration.md', () => {
   it('shows defaults and marks required fields', () => {
     const doc = renderConfigurationDoc();
     expect(doc).toContain('| `disk.size` | size | `20G` |');
-    expect(doc).toContain('| `kubernetes.version` | version | *required* |');
+    expect(doc).toContain('| `kubernetes.version` | version | *required* (or `series`) |');
     expect(doc).toContain('| `outputs.formats` | list of `qcow2`, `raw`, `containerdisk` | `[qcow2, containerdisk]` |');
     expect(doc).toContain('| `base.osFamily` | `redhat` \\| `debian` | `redhat` |');
   });

@@ -175,6 +175,32 @@ describe('kubernetes.version', () => {
   });
 });
 
+describe('kubernetes.series', () => {
+  const withKubernetes = (lines: string): string => `name: x\nbase:\n  url: https://e.org/b.qcow2\nkubernetes:\n${lines}`;
+
+  it('follows a series instead of pinning a release: the version stays open until a lock resolves it', () => {
+    expect(parse(withKubernetes('  series: "1.37"\n')).kubernetes).toEqual({
+      version: undefined,
+      series: '1.37',
+      pinnedBy: 'series',
+      packages: 'required',
+      lockedPackages: undefined,
+    });
+    expect(parse(withKubernetes('  version: 1.37.2\n')).kubernetes).toMatchObject({ version: '1.37.2', series: '1.37', pinnedBy: 'version' });
+  });
+
+  it.each([
+    ['  series: 1.37\n', 'kubernetes.series', 'quoted string like "1.37"'],
+    ['  series: "v1.37"\n', 'kubernetes.series', 'without the "v": "1.37"'],
+    ['  series: "1.37.2"\n', 'kubernetes.series', 'write version: "1.37.2" to pin it'],
+    ['  series: latest\n', 'kubernetes.series', 'a minor series like "1.37"'],
+    ['  version: 1.37.2\n  series: "1.37"\n', 'kubernetes.series', 'not both'],
+    ['  packages: auto\n', 'kubernetes.version', 'or instead series: "1.37"'],
+  ])('rejects %j at %s', (lines, path, expected) => {
+    expect(messageAt(issuesOf(withKubernetes(lines)), path)).toContain(expected);
+  });
+});
+
 describe('sizes and limits', () => {
   it('needs a disk of at least 2G', () => {
     expect(messageAt(issuesOf(`${MINIMAL}disk:\n  size: 1G\n`), 'disk.size')).toContain('must be at least 2G, got "1G"');

@@ -61,7 +61,7 @@ export const debianInventory: GuestInventory = {
 
 export const sampleFacts: BuildFacts = {
   image: { name: 'rocky-9', version: 'v0.3.0-2-gabc1234', commit: '0123456789abcdef0123456789abcdef01234567' },
-  kubernetes: { version: '1.36.1', packages: 'required' },
+  kubernetes: { version: '1.36.1', packages: 'required', lockedPackages: null },
   node: { selinux: 'permissive', firewall: true, network: { podCidrs: ['10.244.0.0/16'], serviceCidrs: ['10.96.0.0/12'], overlayPorts: ['4789/udp', '8472/udp', '179/tcp'] } },
   base: { url: 'https://example.org/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2', sha256: 'f'.repeat(64), osFamily: 'redhat' },
   disk: { sizeBytes: 20 * 1024 ** 3 },

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -155,4 +155,84 @@ describe('the inventory script (roles/inventory/files/kib-inventory.py)', () => 
     },
     90_000,
   );
+});
+
+describe('the kubernetes role: what it asks the package manager for', () => {
+  let workDir: string;
+  beforeAll(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'kib-k8s-role-'));
+  });
+  afterAll(async () => {
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  const LOCKED = {
+    kubeadm: '1.37.2-150500.1.1',
+    kubelet: '1.37.2-150500.1.1',
+    kubectl: '1.37.2-150500.1.1',
+    'cri-tools': '1.37.0-150500.1.1',
+    'kubernetes-cni': '1.7.1-150500.1.1',
+  };
+
+  /**
+   * Runs the role's own "Choose the package builds to install" task, taken from tasks/main.yml, on
+   * the controller with the role's defaults and the family's vars, and returns what it chose.
+   */
+  async function chosenSpecs(osFamily: 'redhat' | 'debian', locked: Record<string, string>): Promise<string[]> {
+    const tasks = parse(await readFile(join(playbookDir, 'roles/kubernetes/tasks/main.yml'), 'utf8')) as { name: string }[];
+    const choose = tasks.find((task) => task.name === 'Choose the package builds to install');
+    expect(choose).toBeDefined();
+    const play = [
+      {
+        hosts: 'localhost',
+        gather_facts: false,
+        vars_files: [join(playbookDir, 'roles/kubernetes/defaults/main.yml'), join(playbookDir, `roles/kubernetes/vars/${osFamily}.yml`)],
+        tasks: [choose, { name: 'Write the choice', 'ansible.builtin.copy': { dest: join(workDir, `${osFamily}.json`), content: '{{ kubernetes_install_specs | to_json }}', mode: '0644' } }],
+      },
+    ];
+    const playPath = join(workDir, 'choose.yml');
+    await writeFile(playPath, JSON.stringify(play));
+    const varsPath = join(workDir, 'vars.json');
+    await writeFile(varsPath, JSON.stringify({ kib_kubernetes_version: '1.37.2', kib_kubernetes_series: 'v1.37', kib_kubernetes_locked_packages: locked }));
+    await run(ansiblePlaybook ?? 'ansible-playbook', ['-c', 'local', '-i', 'localhost,', '-e', `@${varsPath}`, playPath], { timeoutMs: 60_000 });
+    return JSON.parse(await readFile(join(workDir, `${osFamily}.json`), 'utf8')) as string[];
+  }
+
+  it.skipIf(ansiblePlaybook === undefined)(
+    'installs exactly the locked builds when there is a lock (skipped when ansible-core is not installed)',
+    async () => {
+      expect(await chosenSpecs('redhat', LOCKED)).toEqual([
+        'kubeadm-1.37.2-150500.1.1',
+        'kubelet-1.37.2-150500.1.1',
+        'kubectl-1.37.2-150500.1.1',
+        'cri-tools-1.37.0-150500.1.1',
+        'kubernetes-cni-1.7.1-150500.1.1',
+      ]);
+      expect(await chosenSpecs('debian', { ...LOCKED, kubeadm: '1.37.2-1.1', kubelet: '1.37.2-1.1', kubectl: '1.37.2-1.1', 'cri-tools': '1.37.0-1.1', 'kubernetes-cni': '1.7.1-1.1' })).toEqual([
+        'kubeadm=1.37.2-1.1',
+        'kubelet=1.37.2-1.1',
+        'kubectl=1.37.2-1.1',
+        'cri-tools=1.37.0-1.1',
+        'kubernetes-cni=1.7.1-1.1',
+      ]);
+    },
+    90_000,
+  );
+
+  it.skipIf(ansiblePlaybook === undefined)(
+    'without a lock: the pinned release with any build, and cri-tools and kubernetes-cni named, unversioned (skipped when ansible-core is not installed)',
+    async () => {
+      expect(await chosenSpecs('redhat', {})).toEqual(['kubeadm-1.37.2', 'kubelet-1.37.2', 'kubectl-1.37.2', 'cri-tools', 'kubernetes-cni']);
+      // The Debian revision comes from the repository: apt picks the newest build of 1.37.2.
+      expect(await chosenSpecs('debian', {})).toEqual(['kubeadm=1.37.2-*', 'kubelet=1.37.2-*', 'kubectl=1.37.2-*', 'cri-tools', 'kubernetes-cni']);
+    },
+    90_000,
+  );
+
+  it('keeps no per-series table of companion versions', async () => {
+    for (const file of await filesUnder(join(playbookDir, 'roles'))) {
+      const text = await readFile(file, 'utf8');
+      expect({ file, table: /kubernetes_companions|kubernetes_cni_version|kubernetes_cri_tools_version|kubernetes_deb_revision/.test(text) }).toEqual({ file, table: false });
+    }
+  });
 });

@@ -22,7 +22,7 @@ const manifest = {
     accelerator: 'tcg',
     hostArch: 'x64',
   },
-  kubernetes: { packages: 'auto', installed: false, version: null, skippedReason: 'pkgs.k8s.io is not reachable from the build VM' },
+  kubernetes: { packages: 'auto', lockedPackages: null, installed: false, version: null, skippedReason: 'pkgs.k8s.io is not reachable from the build VM' },
   guest: { os: { id: 'debian', versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' }, packages: 300, binaries: 2, images: 0 },
   artifacts: [],
 } satisfies BuildManifest;
