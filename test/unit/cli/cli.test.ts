@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, makeKibDirs, runKib, startKib } from '../../support/kib-cli.js';
+import { offlineDebianManifest } from '../../support/manifests.js';
 
 describe('kib CLI', () => {
   let dirs: { root: string; env: Record<string, string> };
@@ -101,8 +102,9 @@ describe('kib CLI', () => {
     await writeFile(
       join(artifactDir, 'manifest.json'),
       JSON.stringify({
-        image: { name: 'rocky-9', version: '1.4.0', kubernetesVersion: '1.36.1' },
-        artifacts: [{ file: 'rocky-9.qcow2', kind: 'qcow2', sha256: 'a'.repeat(64), virtualSizeBytes: 20 * 1024 ** 3 }],
+        ...offlineDebianManifest,
+        image: { ...offlineDebianManifest.image, name: 'rocky-9', version: '1.4.0', kubernetesVersion: '1.36.1' },
+        artifacts: [{ file: 'rocky-9.qcow2', kind: 'qcow2', sizeBytes: 1024, sha256: 'a'.repeat(64), format: 'qcow2', virtualSizeBytes: 20 * 1024 ** 3 }],
       }),
     );
     const placeholder = 'registry.example.com/rocky-9:v1.36.1';

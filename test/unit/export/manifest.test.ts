@@ -20,7 +20,7 @@ describe('buildManifest', () => {
       tool: { name: 'kube-image-builder', version: '0.1.0' },
       image: { name: 'rocky-9', version: 'v0.3.0-2-gabc1234', commit: sampleFacts.image.commit, kubernetesVersion: '1.36.1' },
       base: sampleFacts.base,
-      node: { selinux: 'permissive', firewall: true },
+      node: sampleFacts.node,
       disk: { sizeBytes: 20 * 1024 ** 3 },
       config: { path: '/repo/image.yaml', sha256: '1'.repeat(64) },
       playbook: { sha256: '2'.repeat(64), vars: {} },
@@ -33,7 +33,7 @@ describe('buildManifest', () => {
         accelerator: 'tcg',
         hostArch: 'x64',
       },
-      kubernetes: { packages: 'required', installed: true, version: '1.36.1', skippedReason: null },
+      kubernetes: { packages: 'required', lockedPackages: null, installed: true, version: '1.36.1', skippedReason: null },
       guest: { os: sampleInventory.os, packages: 5, binaries: 2, images: 3 },
       artifacts: [artifacts[1], artifacts[0], artifacts[2]],
     });
@@ -58,7 +58,7 @@ describe('buildManifest', () => {
     });
     expect(manifest.image.commit).toBeNull();
     expect(manifest.config.path).toBeNull();
-    expect(manifest.kubernetes).toEqual({ packages: 'required', installed: false, version: null, skippedReason: debianInventory.kubernetes.skippedReason });
+    expect(manifest.kubernetes).toEqual({ packages: 'required', lockedPackages: null, installed: false, version: null, skippedReason: debianInventory.kubernetes.skippedReason });
     expect(JSON.parse(renderJson(manifest))).toEqual(manifest);
   });
 

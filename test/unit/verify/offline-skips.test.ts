@@ -12,16 +12,12 @@ import {
   PACKAGE_SOURCE_SKIPPED_CHECKS,
 } from '../../support/offline-skips.js';
 import { fakeContext, goodDebianOfflineNode } from './fake-node.js';
+import { offlineDebianManifest } from '../../support/manifests.js';
 
 const REASON = 'pkgs.k8s.io is not reachable from the build VM';
 
-/** The parts of manifest.json verify reads, as the offline build of examples/debian-12.yaml writes them. */
-const offlineManifest = {
-  image: { name: 'debian-12', version: '0.0.0-dev+abc1234', kubernetesVersion: '1.36.1' },
-  base: { osFamily: 'debian' },
-  node: { selinux: 'permissive', firewall: true },
-  kubernetes: { installed: false, version: null, skippedReason: REASON },
-};
+/** manifest.json as the offline build of examples/debian-12.yaml writes it. */
+const offlineManifest = { ...offlineDebianManifest, kubernetes: { ...offlineDebianManifest.kubernetes, skippedReason: REASON } };
 
 const emptyFs: ArtifactFs = {
   readFile: async () => undefined,
