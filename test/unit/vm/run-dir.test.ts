@@ -31,7 +31,7 @@ describe('run dirs', () => {
 
   it('can put the console log outside the run dir so it outlives the VM', async () => {
     const state = tempDir('rundir-console');
-    const runDir = await createRunDir(state, 'vm', '/logs/build-1/console.log');
+    const runDir = await createRunDir(state, 'vm', { consoleLogPath: '/logs/build-1/console.log' });
     expect(runDir.paths.consoleLog).toBe('/logs/build-1/console.log');
   });
 
