@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
+import { sshExec } from '../../src/ssh/index.js';
 import { KUBEVIRT_REQUIRED_AGENT_COMMANDS } from '../../src/verify/guest-checks.js';
-import { createConfigDriveSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { bootGuest } from '../../src/vm/index.js';
 import {
   BOOTSTRAP_SUCCESS_FILE,
   cabpkControlPlaneUserData,
@@ -125,23 +125,30 @@ describe('kib build (offline Debian 12 test base)', () => {
 
     it('boots with UEFI from a ConfigDrive seed with CABPK-shaped jinja user-data (kubeadm replaced by an argument recorder); the capk user logs in and reads "success"', async () => {
       const qcow2 = artifactPath(build, 'qcow2');
-      await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath });
       const key = await makeCapkKey(join(work, 'capk'));
       capkKey = key.privateKeyPath;
       const ca = await makeClusterCa(join(work, 'ca'));
-      seedPath = await createConfigDriveSeed({
-        dir: join(work, 'seed'),
+      // The overlay is kept: the boot below restarts the powered-off machine from it.
+      await using guest = await bootGuest({
+        name: 'kib-capk',
+        workDir: work,
+        disk: { kind: 'overlay', basePath: qcow2, baseFormat: 'qcow2', keep: true },
+        seed: { kind: 'configdrive', metaData: configDriveMetaData(hostname) },
         userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion: '1.36.1', kubeadm: 'recorder' }),
-        metaData: configDriveMetaData(hostname),
+        user: 'capk',
+        privateKeyPath: capkKey,
+        vm: { cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: stateDir() },
+        wait: 'cloud-init',
+        bootTimeoutMs: BOOT_TIMEOUT_MS,
       });
-
-      await using vm = await startVm(
-        { name: 'kib-capk', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: stateDir() },
-      );
-      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
-      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      const status = await waitForCloudInit(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      expect(status).toContain('done');
+      const { vm } = guest;
+      overlayPath = guest.diskPath;
+      seedPath = guest.seedPath ?? '';
+      // Kept for the boot below, which reuses the seed as KubeVirt reattaches it.
+      await copyFile(seedPath, join(work, 'config-2.iso'));
+      seedPath = join(work, 'config-2.iso');
+      const capk = guest.requireSsh();
+      expect(guest.cloudInitStatus).toContain('done');
       const sh = async (command: string): Promise<string> => (await sshExec(capk, command, { timeoutMs: 60_000 })).stdout.trim();
 
       // CAPK's bootstrap check, exactly: ssh as capk, cat the file, expect "success".
@@ -177,17 +184,24 @@ describe('kib build (offline Debian 12 test base)', () => {
     it('comes back after power-off with a different MAC address: DHCP and SSH work', async () => {
       expect(seedPath, 'the UEFI + ConfigDrive boot above must run first').toBeDefined();
       const newMac = '52:54:00:6b:69:62';
-      await using vm = await startVm(
-        { name: 'kib-capk-newmac', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', macAddress: newMac, stateDir: stateDir() },
-      );
-      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
       // SSH reaches the guest only through its NIC, so a login means DHCP configured the new one.
-      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      await using guest = await bootGuest({
+        name: 'kib-capk-newmac',
+        workDir: join(work, 'newmac'),
+        disk: { kind: 'existing', path: overlayPath, format: 'qcow2' },
+        seed: { kind: 'existing', path: seedPath },
+        user: 'capk',
+        privateKeyPath: capkKey,
+        vm: { cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', macAddress: newMac, stateDir: stateDir() },
+        wait: 'ssh',
+        bootTimeoutMs: BOOT_TIMEOUT_MS,
+      });
+      const capk = guest.requireSsh();
       const addresses = (await sshExec(capk, 'cat /sys/class/net/*/address', { timeoutMs: 60_000 })).stdout;
       expect(addresses).toContain(newMac);
       const ipv4 = (await sshExec(capk, 'ip -4 -o addr show scope global', { timeoutMs: 60_000 })).stdout;
       expect(ipv4).toMatch(/inet 10\.0\.2\.\d+\//);
-      await vm.stop();
+      await guest.stop();
     });
   });
 

@@ -7,7 +7,7 @@ import { KibError, TimeoutError, VmExitedError } from '../../src/core/errors.js'
 import { run } from '../../src/process/index.js';
 import type { KibEvent, Reporter } from '../../src/report/events.js';
 import { copyFromGuest, generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
-import { createNoCloudSeed, createOverlay, startVm, waitForReady, type StartedVm } from '../../src/vm/index.js';
+import { bootGuest, startVm, waitForReady, type StartedGuest, type StartedVm } from '../../src/vm/index.js';
 import { qemuProcessesMentioning } from '../support/kib-cli.js';
 
 /**
@@ -21,20 +21,6 @@ const BOOT_TIMEOUT_MS = 600_000;
 function recordingReporter(): Reporter & { events: KibEvent[] } {
   const events: KibEvent[] = [];
   return { events, emit: (event) => events.push(event) };
-}
-
-function userData(publicKey: string): string {
-  return [
-    '#cloud-config',
-    'users:',
-    '  - name: kib',
-    '    shell: /bin/bash',
-    '    sudo: ALL=(ALL) NOPASSWD:ALL',
-    '    lock_passwd: true',
-    '    ssh_authorized_keys:',
-    `      - ${publicKey}`,
-    '',
-  ].join('\n');
 }
 
 describe('VM lifecycle', () => {
@@ -59,40 +45,20 @@ describe('VM lifecycle', () => {
       fixture = await ensureDebianFixture();
     });
 
-    async function bootFixture(name: string, firmware: 'bios' | 'uefi', reporter: Reporter): Promise<{ vm: StartedVm; target: SshTarget; bootMs: number }> {
-      const work = join(root, name);
-      const disk = await createOverlay({ basePath: fixture, baseFormat: 'qcow2', overlayPath: join(work, 'disk.qcow2') });
-      const keys = await generateKeyPair(join(work, 'ssh'));
-      const seedPath = await createNoCloudSeed({
-        dir: join(work, 'seed'),
-        userData: userData(keys.publicKey),
-        metaData: { 'instance-id': `kib-${name}-${Date.now()}`, 'local-hostname': name },
-      });
-      const started = performance.now();
-      const vm = await startVm(
+    async function bootFixture(name: string, firmware: 'bios' | 'uefi', reporter: Reporter): Promise<{ vm: StartedVm; target: SshTarget; bootMs: number; guest: StartedGuest }> {
+      const guest = await bootGuest(
         {
           name,
-          diskPath: disk.path,
-          diskFormat: 'qcow2',
-          seedPath,
-          cpus: 2,
-          memoryMiB: 1024,
-          accelerator: 'auto',
-          firmware,
-          network: 'restricted',
-          stateDir: join(root, 'state'),
-          stopGraceMs: 60_000,
+          workDir: join(root, name),
+          disk: { kind: 'overlay', basePath: fixture, baseFormat: 'qcow2' },
+          seed: { kind: 'nocloud' },
+          vm: { cpus: 2, memoryMiB: 1024, accelerator: 'auto', firmware, network: 'restricted', stateDir: join(root, 'state'), stopGraceMs: 60_000 },
+          wait: 'ssh',
+          bootTimeoutMs: BOOT_TIMEOUT_MS,
         },
         { reporter },
       );
-      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'kib', privateKeyPath: keys.privateKeyPath };
-      try {
-        await waitForSsh(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      } catch (error) {
-        await vm.stop({ graceMs: 0 });
-        throw error;
-      }
-      return { vm, target, bootMs: performance.now() - started };
+      return { vm: guest.vm, target: guest.requireSsh(), bootMs: guest.bootMs, guest };
     }
 
     it('boots with SeaBIOS, logs in over SSH, answers the guest agent, and stop() leaves nothing behind', async ({ annotate }) => {
@@ -195,7 +161,7 @@ describe('VM lifecycle', () => {
     let error: unknown;
     try {
       expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([vm.pid]);
-      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'kib', privateKeyPath: keys.privateKeyPath };
+      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort ?? 0, user: 'kib', privateKeyPath: keys.privateKeyPath };
       error = await waitForSsh(target, { vm, timeoutMs: 5_000, intervalMs: 500 }).catch((e: unknown) => e);
     } finally {
       await vm.stop({ graceMs: 1_000 });

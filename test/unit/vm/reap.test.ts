@@ -89,7 +89,7 @@ describe('VMs of a kib that goes away', () => {
   let compiled = '';
   let blankDisk = '';
   beforeAll(async () => {
-    compiled = compileProcessModule(['src/vm', 'src/report']);
+    compiled = compileProcessModule(['src/vm', 'src/report', 'src/ssh']);
     blankDisk = join(tempDir('orphan-disk'), 'blank.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', blankDisk, '16M']);
   });
