@@ -18,7 +18,7 @@ export { GuestAgentClient, GuestAgentError } from './guest-agent.js';
 export { waitForReady, whileVmRuns, describeVmExit, type WaitForReadyOptions, type WatchedVm, type WhileVmRunsOptions } from './wait.js';
 export { readConsoleTail, cleanConsoleText } from './console.js';
 export { startVm, qemuCommand, type StartVmSpec, type StartVmOptions, type StartVmNic, type StartedVm, type VmState, type VmStopOptions } from './start-vm.js';
-export { reapOrphans } from './reap.js';
+export { reapOrphans, decideReap, isClusterUp, CREATION_GRACE_MS, type ReapDecision, type RunDirFacts } from './reap.js';
 export { allocateLoopbackPort, defaultStateDir, type RunDirOwner, type VmOwner } from './run-dir.js';
 export {
   bootGuest,
