@@ -30,3 +30,16 @@ export {
   type GuestSeed,
   type GuestWait,
 } from './boot-guest.js';
+export {
+  saveVmSnapshot,
+  readVmSnapshot,
+  restoreVm,
+  setGuestClock,
+  incomingUri,
+  SNAPSHOT_FILE,
+  SNAPSHOT_FORMAT_VERSION,
+  type VmSnapshot,
+  type SaveSnapshotOptions,
+  type RestoreVmOptions,
+  type GuestClockResult,
+} from './snapshot.js';
