@@ -77,6 +77,8 @@ describe('reapOrphans', () => {
     const { dir, qemu } = await fakeRun(state, 'orphan-2', { pid: process.pid, startTime: '12345' });
     expect(readFileSync(join(dir, 'owner.json'), 'utf8')).toContain('12345');
     expect(await reapOrphans(state)).toBe(1);
+    // The reaper saw the process gone in /proc; our own exit event for it may land a moment later.
+    await qemu.exited;
     expect(qemu.isRunning()).toBe(false);
   });
 
