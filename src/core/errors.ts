@@ -133,6 +133,20 @@ export class VmExitedError extends KibError {
   }
 }
 
+/** A command (SSH, QMP, guest agent) sent to a VM handle that is stopped or snapshotted. */
+export class VmNotRunningError extends KibError {
+  readonly vmName: string;
+  readonly state: string;
+
+  constructor(vmName: string, state: string, command: string, detail: string) {
+    super('VM_NOT_RUNNING', `Cannot send ${command} to VM ${vmName}: it is ${state}${detail === '' ? '' : ` (${detail})`}`, {
+      hint: state === 'snapshotted' ? 'Restore the snapshot (restoreVm) and use the new handle.' : 'Start the VM again; a stopped handle takes no commands.',
+    });
+    this.vmName = vmName;
+    this.state = state;
+  }
+}
+
 export class TimeoutError extends KibError {
   constructor(what: string, timeoutMs: number, hint?: string) {
     super('TIMEOUT', `${what} did not happen within ${Math.round(timeoutMs / 1000)} s`, hint === undefined ? {} : { hint });

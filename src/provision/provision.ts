@@ -5,8 +5,8 @@ import { CancelledError, ProvisionError, throwIfAborted } from '../core/errors.j
 import type { BaseImage, DiskImage } from '../core/types.js';
 import type { Reporter } from '../report/events.js';
 import { run } from '../process/index.js';
-import { generateKeyPair, openSshMaster, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
-import { createNoCloudSeed, createOverlay, startVm } from '../vm/index.js';
+import { openSshMaster, sshExec, type SshTarget } from '../ssh/index.js';
+import { bootGuest, whileVmRuns } from '../vm/index.js';
 import {
   AnsibleOutputTracker,
   ansibleEnv,
@@ -57,45 +57,37 @@ export async function provisionImage(
   const step = (message: string): void => reporter.emit({ type: 'step', phase: 'provision', message });
   await mkdir(workDir, { recursive: true });
 
-  step(`creating a ${formatGiB(spec.diskSizeBytes)} overlay on the base image`);
-  const overlayPath = join(workDir, 'disk.qcow2');
-  const disk = await createOverlay({ basePath: spec.base.path, baseFormat: spec.base.format, overlayPath, sizeBytes: spec.diskSizeBytes });
-
-  const keys = await generateKeyPair(join(workDir, 'ssh'));
-  const seedPath = await createNoCloudSeed({
-    dir: join(workDir, 'seed'),
-    userData: renderBuildUserData({ user: BUILD_USER, publicKey: keys.publicKey }),
-    metaData: renderBuildMetaData({ instanceId: `kib-build-${Date.now().toString(36)}`, hostname: 'kib-build' }),
-  });
-  throwIfAborted(signal, 'The build');
-
-  step(`booting the build VM (${spec.vm.accelerator}, ${spec.vm.cpus} vCPU, ${spec.vm.memoryMiB} MiB, ${spec.vm.firmware})`);
-  const bootStarted = performance.now();
-  await using vm = await startVm(
+  // The message starts with "booting the build VM": bench/lib/timings.mjs finds the boot step by it.
+  step(`booting the build VM (${spec.vm.accelerator}, ${spec.vm.cpus} vCPU, ${spec.vm.memoryMiB} MiB, ${spec.vm.firmware}) on a ${formatGiB(spec.diskSizeBytes)} overlay of the base image`);
+  await using guest = await bootGuest(
     {
       name: 'kib-build',
-      diskPath: overlayPath,
-      diskFormat: 'qcow2',
-      seedPath,
-      cpus: spec.vm.cpus,
-      memoryMiB: spec.vm.memoryMiB,
-      accelerator: spec.vm.accelerator,
-      firmware: spec.vm.firmware,
-      network: 'full',
-      stateDir: options.stateDir,
-      consoleLogPath: join(logDir, 'console.log'),
+      workDir,
+      // Kept: the sealed overlay is what the export phase reads.
+      disk: { kind: 'overlay', basePath: spec.base.path, baseFormat: spec.base.format, sizeBytes: spec.diskSizeBytes, keep: true },
+      seed: {
+        kind: 'nocloud',
+        metaData: renderBuildMetaData({ instanceId: `kib-build-${Date.now().toString(36)}`, hostname: 'kib-build' }),
+      },
+      userData: (publicKey) => renderBuildUserData({ user: BUILD_USER, publicKey }),
+      user: BUILD_USER,
+      vm: {
+        cpus: spec.vm.cpus,
+        memoryMiB: spec.vm.memoryMiB,
+        accelerator: spec.vm.accelerator,
+        firmware: spec.vm.firmware,
+        network: 'full',
+        stateDir: options.stateDir,
+        consoleLogPath: join(logDir, 'console.log'),
+      },
+      wait: 'cloud-init',
+      bootTimeoutMs: spec.vm.bootTimeoutMs,
     },
-    { signal, reporter },
+    { signal, reporter, onStep: step },
   );
-  const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: BUILD_USER, privateKeyPath: keys.privateKeyPath };
-  step(`waiting for SSH on 127.0.0.1:${vm.sshPort} (console: ${vm.consoleLogPath})`);
-  await waitForSsh(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: step });
-  const bootMs = performance.now() - bootStarted;
-
-  step('waiting for cloud-init to finish');
-  const cloudInitStarted = performance.now();
-  await waitForCloudInit(target, { vm, timeoutMs: spec.vm.bootTimeoutMs, signal, onStillWaiting: step });
-  const cloudInitMs = performance.now() - cloudInitStarted;
+  const { vm } = guest;
+  const target = guest.requireSsh();
+  const { disk } = guest;
 
   // Opened before the playbook: after the seal role removes the SSH host keys, sshd accepts no new
   // connection, and the final step still needs a root shell.
@@ -104,15 +96,22 @@ export async function provisionImage(
   const playbookStarted = performance.now();
   const ansibleLogPath = join(logDir, 'ansible.log');
   const inventoryDest = join(workDir, 'inventory.json');
-  await runPlaybook({
-    target,
-    playbookPath: spec.playbookPath,
-    vars: { ...spec.vars, kib_build_user: BUILD_USER, kib_inventory_local_path: inventoryDest },
-    workDir,
-    ansibleLogPath,
-    signal,
-    reporter,
-  });
+  // A VM that dies mid-playbook is reported as dead (signal or exit code, console tail) ahead of
+  // Ansible's UNREACHABLE, which is only the symptom.
+  await whileVmRuns(
+    vm,
+    (playbookSignal) =>
+      runPlaybook({
+        target,
+        playbookPath: spec.playbookPath,
+        vars: { ...spec.vars, kib_build_user: BUILD_USER, kib_inventory_local_path: inventoryDest },
+        workDir,
+        ansibleLogPath,
+        signal: playbookSignal,
+        reporter,
+      }),
+    { what: `running the playbook (Ansible log: ${ansibleLogPath})`, signal },
+  );
   const playbookMs = performance.now() - playbookStarted;
   const inventory = parseGuestInventory(await readFile(inventoryDest, 'utf8').catch(() => {
     throw new ProvisionError('The playbook did not deliver the guest inventory (/var/lib/kib/inventory.json)', undefined, ansibleLogPath);
@@ -142,11 +141,11 @@ export async function provisionImage(
   throwIfAborted(signal, 'The build');
 
   return {
-    disk: { ...disk, path: overlayPath },
+    disk,
     inventory,
     ansibleLogPath,
     consoleLogPath: vm.consoleLogPath,
-    stepsMs: { boot: bootMs, cloudInit: cloudInitMs, playbook: playbookMs, seal: sealMs },
+    stepsMs: { boot: guest.bootMs, cloudInit: guest.cloudInitMs, playbook: playbookMs, seal: sealMs },
   };
 }
 

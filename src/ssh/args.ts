@@ -6,6 +6,19 @@ export interface SshTarget {
   privateKeyPath: string;
   /** A master connection's socket (openSshMaster): commands ride on it instead of logging in anew. */
   controlPath?: string;
+  /**
+   * Run ssh inside this network namespace (`ip netns exec`): the guest is reached on the
+   * namespace's own addresses (its loopback port forward, or its address on a private bridge).
+   */
+  netns?: string;
+}
+
+/**
+ * The command that runs an ssh-family tool for a target: the tool itself, or `ip netns exec NS
+ * tool` for a guest inside a network namespace. Pure.
+ */
+export function sshToolCommand(target: Pick<SshTarget, 'netns'>, tool: 'ssh' | 'scp', args: readonly string[]): [string, string[]] {
+  return target.netns === undefined ? [tool, [...args]] : ['ip', ['netns', 'exec', target.netns, tool, ...args]];
 }
 
 /** Seconds ssh waits for the TCP connection and banner; sshd under emulation can be slow to answer. */

@@ -1,8 +1,9 @@
 import { rename, rm } from 'node:fs/promises';
 import { CommandError, KibError } from '../core/errors.js';
 import { run, type RunResult } from '../process/index.js';
-import { waitForReady, type WaitForReadyOptions, type WatchedVm } from '../vm/index.js';
-import { scpFromArgs, sshArgs, type SshTarget } from './args.js';
+// wait.ts directly, not the vm index: src/vm/boot-guest.ts uses this module.
+import { waitForReady, type WaitForReadyOptions, type WatchedVm } from '../vm/wait.js';
+import { scpFromArgs, sshArgs, sshToolCommand, type SshTarget } from './args.js';
 
 export interface SshExecOptions {
   signal?: AbortSignal;
@@ -19,7 +20,7 @@ export const SSH_CONNECTION_FAILED = 255;
 
 /** Runs one command in the guest over SSH and returns its output. */
 export async function sshExec(target: SshTarget, command: string | readonly string[], options: SshExecOptions = {}): Promise<RunResult> {
-  return await run('ssh', sshArgs(target, command), {
+  return await run(...sshToolCommand(target, 'ssh', sshArgs(target, command)), {
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...(options.allowFailure === undefined ? {} : { allowFailure: options.allowFailure }),
@@ -134,7 +135,7 @@ export async function copyFromGuest(
 ): Promise<void> {
   const partial = `${localPath}.partial`;
   try {
-    await run('scp', scpFromArgs(target, remotePath, partial), {
+    await run(...sshToolCommand(target, 'scp', scpFromArgs(target, remotePath, partial)), {
       timeoutMs: options.timeoutMs ?? 600_000,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });

@@ -1,4 +1,4 @@
-export { sshArgs, sshOptionArgs, scpFromArgs, shellQuote, SSH_CONNECT_TIMEOUT_S, type SshTarget } from './args.js';
+export { sshArgs, sshOptionArgs, sshToolCommand, scpFromArgs, shellQuote, SSH_CONNECT_TIMEOUT_S, type SshTarget } from './args.js';
 export { generateKeyPair, type SshKeyPair } from './keys.js';
 export { openSshMaster, type SshMaster } from './master.js';
 export {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KibError } from '../core/errors.js';
 import { spawnDaemon } from '../process/index.js';
-import { sshOptionArgs, type SshTarget } from './args.js';
+import { sshOptionArgs, sshToolCommand, type SshTarget } from './args.js';
 
 export interface SshMaster extends AsyncDisposable {
   /** The same target, with its commands multiplexed over the master connection. */
@@ -20,7 +20,7 @@ export async function openSshMaster(target: SshTarget, options: { timeoutMs?: nu
   // A short directory: the socket path must fit a Unix socket address (108 bytes).
   const dir = await mkdtemp(join(tmpdir(), 'kib-ssh-'));
   const controlPath = join(dir, 'master');
-  const master = spawnDaemon('ssh', [...sshOptionArgs(target), '-p', String(target.port), '-M', '-S', controlPath, '-o', 'ControlPersist=no', '-N', '--', `${target.user}@${target.host}`], {
+  const master = spawnDaemon(...sshToolCommand(target, 'ssh', [...sshOptionArgs(target), '-p', String(target.port), '-M', '-S', controlPath, '-o', 'ControlPersist=no', '-N', '--', `${target.user}@${target.host}`]), {
     stderrFile: join(dir, 'master.log'),
   });
   const close = async (): Promise<void> => {

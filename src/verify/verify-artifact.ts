@@ -2,8 +2,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KibError } from '../core/errors.js';
 import { silentReporter, type Reporter } from '../report/events.js';
-import { generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../ssh/index.js';
-import { createConfigDriveSeed, createNoCloudSeed, createOverlay, qemuImgInfo, startVm } from '../vm/index.js';
+import { bootGuest, qemuImgInfo } from '../vm/index.js';
 import { checkArtifactHygiene } from './artifact-fs.js';
 import { asRoot, type CheckContext, type CheckResult } from './check.js';
 import { expectedFromManifest, expectedFromRelease, RELEASE_FILE_PATH, type ExpectedImage, type ExpectedOverrides } from './expected.js';
@@ -82,51 +81,33 @@ export async function verifyArtifact(artifactPath: string, options: VerifyArtifa
     }
 
     step(`booting a fresh overlay of ${basename(artifactPath)}${grownTo === undefined ? '' : ` grown to ${grownTo} bytes`} with a ${options.seed === 'nocloud' ? 'NoCloud' : 'ConfigDrive'} seed`);
-    const overlayPath = join(workDir, 'overlay.qcow2');
-    await createOverlay({ basePath: artifactPath, baseFormat: format, overlayPath, sizeBytes: grownTo ?? info.virtualSizeBytes });
-    const keys = await generateKeyPair(join(workDir, 'ssh'));
-    const userData = [
-      '#cloud-config',
-      'users:',
-      `  - name: ${VERIFY_USER}`,
-      '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
-      '    shell: /bin/bash',
-      '    lock_passwd: true',
-      '    ssh_authorized_keys:',
-      `      - ${keys.publicKey.trim()}`,
-      '',
-    ].join('\n');
-    const instanceId = `kib-verify-${Date.now().toString(36)}`;
-    const seedPath =
-      options.seed === 'nocloud'
-        ? await createNoCloudSeed({ dir: join(workDir, 'seed'), userData, metaData: `instance-id: ${instanceId}\nlocal-hostname: kib-verify\n` })
-        : await createConfigDriveSeed({ dir: join(workDir, 'seed'), userData, metaData: { uuid: instanceId, hostname: 'kib-verify', name: 'kib-verify' } });
-
-    const bootStarted = performance.now();
-    await using vm = await startVm(
+    await using guest = await bootGuest(
       {
         name: 'kib-verify',
-        diskPath: overlayPath,
-        diskFormat: 'qcow2',
-        seedPath,
-        cpus: options.cpus,
-        memoryMiB: options.memoryMiB,
-        accelerator: options.accelerator,
-        firmware: options.firmware,
-        network: 'restricted',
-        stateDir: options.stateDir,
+        workDir,
+        disk: { kind: 'overlay', basePath: artifactPath, baseFormat: format, sizeBytes: grownTo ?? info.virtualSizeBytes },
+        seed: options.seed === 'nocloud' ? { kind: 'nocloud' } : { kind: 'configdrive' },
+        user: VERIFY_USER,
+        hostname: 'kib-verify',
+        vm: {
+          cpus: options.cpus,
+          memoryMiB: options.memoryMiB,
+          accelerator: options.accelerator,
+          firmware: options.firmware,
+          network: 'restricted',
+          stateDir: options.stateDir,
+        },
+        // The check list judges cloud-init's final status itself; here we only wait for it to settle.
+        wait: 'cloud-init-settled',
+        bootTimeoutMs: options.bootTimeoutMs,
       },
-      { signal, reporter },
+      { signal, reporter, onStep: step },
     );
-    const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: VERIFY_USER, privateKeyPath: keys.privateKeyPath };
-    step(`waiting for SSH on 127.0.0.1:${vm.sshPort} (console: ${vm.consoleLogPath})`);
-    await waitForSsh(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: step });
-    const bootMs = performance.now() - bootStarted;
-    // The check list judges cloud-init's final status itself; here we only wait for it to settle.
-    await waitForCloudInit(target, { vm, timeoutMs: options.bootTimeoutMs, signal, onStillWaiting: step }).catch(() => undefined);
+    const { vm } = guest;
+    const bootMs = guest.bootMs;
 
     const ssh: CheckContext['ssh'] = async (command, opts) => {
-      const result = await sshExec(target, asRoot(command), { signal, timeoutMs: opts?.timeoutMs ?? 120_000, allowFailure: true });
+      const result = await guest.exec(asRoot(command), { signal, timeoutMs: opts?.timeoutMs ?? 120_000, allowFailure: true });
       return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
     };
     if (expected === undefined) {

@@ -28,7 +28,7 @@ export function qemuSystemArgs(spec: VmSpec): string[] {
     '-display',
     'none',
     '-smbios',
-    'type=1,manufacturer=KubeVirt,product=None,family=KubeVirt',
+    `type=1,manufacturer=KubeVirt,product=None,family=KubeVirt${spec.smbiosSerial === undefined ? '' : `,serial=${opt(spec.smbiosSerial)}`}`,
   ];
 
   if (spec.firmware.type === 'uefi') {
@@ -46,7 +46,7 @@ export function qemuSystemArgs(spec: VmSpec): string[] {
       '-drive',
       `file=${opt(disk.path)},format=${disk.format},if=none,id=disk${index},discard=unmap,detect-zeroes=unmap`,
       '-device',
-      `virtio-blk-pci,drive=disk${index}${index === 0 ? ',bootindex=1' : ''}`,
+      `virtio-blk-pci,drive=disk${index}${bootIndex(disk.bootIndex)}`,
     );
   });
 
@@ -55,12 +55,21 @@ export function qemuSystemArgs(spec: VmSpec): string[] {
     args.push('-drive', `file=${opt(spec.seedPath)},format=raw,if=none,id=seed0,readonly=on`, '-device', 'virtio-blk-pci,drive=seed0');
   }
 
-  const hostfwd = `hostfwd=tcp:127.0.0.1:${spec.sshHostPort}-:22`;
+  spec.nics.forEach((nic, index) => {
+    const id = `net${index}`;
+    const netdev =
+      nic.kind === 'user'
+        ? `user,id=${id},hostfwd=tcp:127.0.0.1:${nic.sshHostPort}-:22${nic.mode === 'restricted' ? ',restrict=on' : ''}`
+        : // script=no: the tap already exists, on its bridge (src/net/); QEMU only opens it.
+          `tap,id=${id},ifname=${opt(nic.ifname)},script=no,downscript=no`;
+    args.push(
+      '-netdev',
+      netdev,
+      '-device',
+      `virtio-net-pci,netdev=${id}${nic.macAddress === undefined ? '' : `,mac=${nic.macAddress}`}${bootIndex(nic.bootIndex)}`,
+    );
+  });
   args.push(
-    '-netdev',
-    `user,id=net0,${hostfwd}${spec.network === 'restricted' ? ',restrict=on' : ''}`,
-    '-device',
-    `virtio-net-pci,netdev=net0${spec.macAddress === undefined ? '' : `,mac=${spec.macAddress}`}`,
     '-object',
     'rng-random,id=rng0,filename=/dev/urandom',
     '-device',
@@ -84,7 +93,13 @@ export function qemuSystemArgs(spec: VmSpec): string[] {
     '-pidfile',
     spec.paths.pidFile,
   );
+  // QEMU runs the exec: URI with /bin/sh -c; the caller quotes paths in it (see snapshot.ts).
+  if (spec.incoming !== undefined) args.push('-incoming', spec.incoming);
   return args;
+}
+
+function bootIndex(index: number | undefined): string {
+  return index === undefined ? '' : `,bootindex=${index}`;
 }
 
 /** QEMU option values use ',' as separator; a literal comma is written twice. */

@@ -2,10 +2,57 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isProcessRunning, signalGroup } from '../process/index.js';
-import { isOwnerAlive, OWNER_FILE, QEMU_PID_FILE, type RunDirOwner } from './run-dir.js';
+import { isOwnerAlive, OWNER_FILE, QEMU_PID_FILE, type RunDirOwner, type VmOwner } from './run-dir.js';
 
 /** A run dir without owner.json younger than this may still be being created. */
-const CREATION_GRACE_MS = 60_000;
+export const CREATION_GRACE_MS = 60_000;
+
+/** What the reaper knows about one run dir. */
+export interface RunDirFacts {
+  /** owner.json, or undefined when it is missing or unreadable. */
+  owner: (Pick<RunDirOwner, 'pid' | 'startTime'> & { owner?: VmOwner }) | undefined;
+  ageMs: number;
+  /** The process that started the VM still runs (and is the same process). */
+  ownerProcessAlive: boolean;
+  /** For a cluster's VM: its state file says the cluster is up; undefined for other owners. */
+  clusterUp: boolean | undefined;
+}
+
+export type ReapDecision = { action: 'keep' | 'reap'; reason: string };
+
+/**
+ * Whether a run dir's VM is an orphan. Pure, so every case is unit-tested: a VM is kept while the
+ * process that started it runs, or — for a VM that belongs to a cluster, which outlives the
+ * process that started it — while the cluster's state file says it is up.
+ */
+export function decideReap(facts: RunDirFacts): ReapDecision {
+  if (facts.owner === undefined) {
+    return facts.ageMs < CREATION_GRACE_MS
+      ? { action: 'keep', reason: 'no owner.json yet, and young enough to be still being created' }
+      : { action: 'reap', reason: 'no readable owner.json' };
+  }
+  if (facts.ownerProcessAlive) return { action: 'keep', reason: `the process that started it (pid ${facts.owner.pid}) still runs` };
+  const owner = facts.owner.owner ?? { kind: 'process' };
+  if (owner.kind === 'cluster') {
+    return facts.clusterUp === true
+      ? { action: 'keep', reason: `it belongs to cluster ${owner.name}, which is up` }
+      : { action: 'reap', reason: `it belongs to cluster ${owner.name}, whose state file ${owner.stateFile} does not say it is up` };
+  }
+  return { action: 'reap', reason: `the process that started it (pid ${facts.owner.pid}) is gone` };
+}
+
+/**
+ * A cluster's state file (written by whoever owns the cluster) says it is up: JSON with
+ * `"status": "up"`. Missing, unreadable or any other status: not up.
+ */
+export async function isClusterUp(stateFile: string): Promise<boolean> {
+  try {
+    const data = JSON.parse(await readFile(stateFile, 'utf8')) as { status?: unknown };
+    return data.status === 'up';
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Cleans up after a kib that was killed (SIGKILL, a crashed test runner): for every run dir whose
@@ -24,12 +71,15 @@ export async function reapOrphans(stateDir: string): Promise<number> {
   for (const entry of entries) {
     const dir = join(runsDir, entry);
     const owner = await readOwner(dir);
-    if (owner === undefined) {
-      const age = await stat(dir).then((s) => Date.now() - s.mtimeMs).catch(() => 0);
-      if (age < CREATION_GRACE_MS) continue;
-    } else if (isOwnerAlive(owner)) {
-      continue;
-    }
+    const ownerProcessAlive = owner !== undefined && isOwnerAlive(owner);
+    const cluster = owner?.owner?.kind === 'cluster' ? owner.owner : undefined;
+    const decision = decideReap({
+      owner,
+      ageMs: await stat(dir).then((s) => Date.now() - s.mtimeMs).catch(() => 0),
+      ownerProcessAlive,
+      clusterUp: cluster === undefined || ownerProcessAlive ? undefined : await isClusterUp(cluster.stateFile),
+    });
+    if (decision.action === 'keep') continue;
     const qemuPid = await readPid(join(dir, QEMU_PID_FILE));
     if (qemuPid !== undefined && isQemuOf(qemuPid, dir)) {
       if (await killAndWait(qemuPid)) killed += 1;
@@ -40,14 +90,23 @@ export async function reapOrphans(stateDir: string): Promise<number> {
   return killed;
 }
 
-async function readOwner(dir: string): Promise<Pick<RunDirOwner, 'pid' | 'startTime'> | undefined> {
+async function readOwner(dir: string): Promise<RunDirFacts['owner']> {
   try {
     const data = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as Partial<RunDirOwner>;
     if (typeof data.pid !== 'number') return undefined;
-    return { pid: data.pid, startTime: typeof data.startTime === 'string' ? data.startTime : undefined };
+    return { pid: data.pid, startTime: typeof data.startTime === 'string' ? data.startTime : undefined, ...(parseOwner(data.owner) ?? {}) };
   } catch {
     return undefined;
   }
+}
+
+function parseOwner(value: unknown): { owner: VmOwner } | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const owner = value as Record<string, unknown>;
+  if (owner.kind === 'cluster' && typeof owner.name === 'string' && typeof owner.stateFile === 'string') {
+    return { owner: { kind: 'cluster', name: owner.name, stateFile: owner.stateFile } };
+  }
+  return { owner: { kind: 'process' } };
 }
 
 async function readPid(path: string): Promise<number | undefined> {

@@ -9,6 +9,13 @@ import { KibError } from '../core/errors.js';
 import { isProcessRunning } from '../process/index.js';
 import type { VmRunPaths } from './types.js';
 
+/**
+ * Who a VM belongs to. `process`: the kib process that started it (the default); the VM dies with
+ * it. `cluster`: a cluster that outlives the process that started the VM; the VM is an orphan
+ * only once the cluster's state file no longer says it is up (see reap.ts).
+ */
+export type VmOwner = { kind: 'process' } | { kind: 'cluster'; name: string; stateFile: string };
+
 /** Recorded in each run dir so a later kib can tell whether the VM's owner is still alive. */
 export interface RunDirOwner {
   pid: number;
@@ -17,6 +24,19 @@ export interface RunDirOwner {
   hostname: string;
   vmName: string;
   createdAt: string;
+  /** Absent in run dirs written before owners had kinds: those are `process`. */
+  owner?: VmOwner;
+}
+
+export interface RunDirOptions {
+  /** Put the serial console log here instead of the run dir, so it outlives the VM (build logs). */
+  consoleLogPath?: string;
+  /**
+   * A fixed id (`<state>/runs/<id>/`) instead of a random one, for a VM that is started again in
+   * the same place (a cluster node after a restore). An existing dir of that id is reused.
+   */
+  id?: string;
+  owner?: VmOwner;
 }
 
 export interface RunDir {
@@ -36,9 +56,13 @@ const MAX_SOCKET_PATH_BYTES = 107;
 export const defaultStateDir = resolveStateDir;
 
 /** Creates `<state>/runs/<vm-id>/` with owner.json; the VM's pidfile, sockets and logs go there. */
-export async function createRunDir(stateDir: string, vmName: string, consoleLogPath?: string): Promise<RunDir> {
+export async function createRunDir(stateDir: string, vmName: string, options: RunDirOptions = {}): Promise<RunDir> {
+  const { consoleLogPath } = options;
   const slug = vmName.toLowerCase().replace(/[^a-z0-9.-]+/g, '-').slice(0, 24) || 'vm';
-  const id = `${slug}-${randomBytes(4).toString('hex')}`;
+  if (options.id !== undefined && !/^[a-z0-9][a-z0-9.-]{0,63}$/.test(options.id)) {
+    throw new KibError('RUN_ID_INVALID', `run dir id ${JSON.stringify(options.id)} must be 1-64 of a-z, 0-9, '.', '-', starting with a letter or digit`);
+  }
+  const id = options.id ?? `${slug}-${randomBytes(4).toString('hex')}`;
   const dir = join(stateDir, 'runs', id);
   const paths: VmRunPaths = {
     pidFile: join(dir, QEMU_PID_FILE),
@@ -60,6 +84,7 @@ export async function createRunDir(stateDir: string, vmName: string, consoleLogP
     hostname: hostname(),
     vmName,
     createdAt: new Date().toISOString(),
+    owner: options.owner ?? { kind: 'process' },
   };
   const ownerFile = join(dir, OWNER_FILE);
   await writeFile(ownerFile, `${JSON.stringify(owner, null, 2)}\n`);

@@ -1,6 +1,6 @@
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CancelledError, KibError, TimeoutError, VmExitedError } from '../core/errors.js';
+import { CancelledError, KibError, TimeoutError, VmExitedError, VmNotRunningError } from '../core/errors.js';
 import { exitsWithin, lastLines, spawnDaemon, type DaemonExit, type StartedDaemon } from '../process/index.js';
 import { silentReporter, type Reporter } from '../report/events.js';
 import { detectAccelerator } from './accelerator.js';
@@ -9,30 +9,65 @@ import { findOvmf } from './firmware.js';
 import { GuestAgentClient } from './guest-agent.js';
 import { QEMU_SYSTEM_BINARY, qemuSystemArgs } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
-import { allocateLoopbackPort, createRunDir, defaultStateDir, type RunDir } from './run-dir.js';
-import type { Accelerator, NetworkMode, VmDisk, VmFirmware, VmSpec } from './types.js';
+import { allocateLoopbackPort, createRunDir, defaultStateDir, type RunDir, type VmOwner } from './run-dir.js';
+import type { Accelerator, NetworkMode, VmDisk, VmFirmware, VmNic, VmSpec } from './types.js';
+import { describeVmExit } from './wait.js';
+
+/** A NIC as the caller asks for it; user-mode NICs get their SSH port when QEMU starts. */
+export type StartVmNic =
+  | { kind: 'user'; mode: NetworkMode; macAddress?: string; bootIndex?: number }
+  | { kind: 'tap'; ifname: string; macAddress: string; bootIndex?: number };
 
 export interface StartVmSpec {
   name: string;
   diskPath: string;
   diskFormat: 'qcow2' | 'raw';
-  /** More virtio disks after the boot disk. */
+  /**
+   * The main disk's place in the firmware boot order; 1 when absent. `false`: not a boot device
+   * (boot from a NIC only). Netboot uses disk 1, NIC 2: a blank disk falls through to PXE.
+   */
+  diskBootIndex?: number | false;
+  /** More virtio disks after the main disk (with their own `bootIndex`, if any). */
   extraDisks?: readonly VmDisk[];
   /** NoCloud or ConfigDrive ISO (see createNoCloudSeed / createConfigDriveSeed). */
   seedPath?: string;
+  /** SMBIOS system serial, e.g. `ds=nocloud-net;s=http://10.0.0.1/seed/` for an HTTP seed. */
+  smbiosSerial?: string;
   cpus: number;
   memoryMiB: number;
   accelerator: 'auto' | Accelerator;
   firmware: 'bios' | 'uefi';
-  network: NetworkMode;
+  /** Shorthand for `nics: [{ kind: 'user', mode: network, macAddress }]`; ignored when `nics` is given. */
+  network?: NetworkMode;
   macAddress?: string;
+  /** The VM's NICs in order; the first user-mode NIC carries SSH. Default: one user-mode NIC. */
+  nics?: readonly StartVmNic[];
+  /**
+   * Run QEMU inside this network namespace (`ip netns exec`), where its tap NICs live (src/net/).
+   * A user-mode NIC's SSH port is then on the namespace's loopback, not the host's.
+   */
+  netns?: string;
   /** Parent of `runs/<vm-id>/`; `$KIB_STATE_DIR` and friends when absent. */
   stateDir?: string;
+  /**
+   * A fixed run dir id, kept after the VM stops (a cluster node's state lives there); default: a
+   * random id, removed when the VM stops.
+   */
+  persistentRunId?: string;
+  /** Who the VM belongs to (owner.json); the orphan reaper spares VMs of a live cluster. */
+  owner?: VmOwner;
   /** Put the serial console log here instead of the run dir, so it outlives the VM (build logs). */
   consoleLogPath?: string;
   /** How long stop() waits for the guest to power off before forcing QEMU down. */
   stopGraceMs?: number;
+  /** Start from a saved machine state (QEMU `-incoming`); see restoreVm in snapshot.ts. */
+  incoming?: string;
+  /** UEFI: copy the variable store from here instead of OVMF's template (a restored VM's own). */
+  uefiVarsPath?: string;
 }
+
+/** running: QEMU runs (the guest may be paused); stopped: QEMU exited; snapshotted: saved, then QEMU quit. */
+export type VmState = 'running' | 'stopped' | 'snapshotted';
 
 export interface StartVmOptions {
   signal?: AbortSignal;
@@ -50,19 +85,34 @@ export interface StartedVm extends AsyncDisposable {
   readonly name: string;
   readonly pid: number;
   readonly accelerator: Accelerator;
-  /** Host port on 127.0.0.1 forwarded to the guest's port 22. */
-  readonly sshPort: number;
+  /**
+   * Port on 127.0.0.1 forwarded to the guest's port 22 by the first user-mode NIC (undefined
+   * without one). With `netns` that loopback is the namespace's: reach it from inside (SshTarget.netns).
+   */
+  readonly sshPort: number | undefined;
+  /** The network namespace QEMU runs in; undefined: the host's. */
+  readonly netns: string | undefined;
+  /** The spec it was started with (a snapshot records it, so the restore has the same devices). */
+  readonly spec: StartVmSpec;
   readonly runDir: string;
   readonly consoleLogPath: string;
   /** The QEMU command line, for logs and bug reports. */
   readonly argv: readonly string[];
   readonly exited: Promise<DaemonExit>;
   isRunning(): boolean;
+  readonly state: VmState;
+  /** Throws VmNotRunningError naming the state unless the VM runs; `command` names what was refused. */
+  assertRunning(command: string): void;
   consoleTail(lines?: number): Promise<string>;
-  /** The VM's QMP connection (one per VM; QEMU takes a single client). */
+  /** The VM's QMP connection (one per VM; QEMU takes a single client). Refused unless running. */
   qmp(): QmpClient;
-  /** The guest-agent channel; commands fail with GUEST_AGENT_TIMEOUT until the agent runs. */
+  /** The guest-agent channel; commands fail with GUEST_AGENT_TIMEOUT until the agent runs. Refused unless running. */
   guestAgent(): GuestAgentClient;
+  /**
+   * Marks the handle snapshotted (called by saveVmSnapshot once QEMU has quit after saving), so
+   * commands are refused with that reason.
+   */
+  markSnapshotted(statePath: string): void;
   /** ACPI power button (QMP system_powerdown), then waits for QEMU to exit. */
   powerDown(options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<DaemonExit>;
   /** Waits for QEMU to exit by itself (a guest that powers off). */
@@ -92,31 +142,42 @@ export async function startVm(spec: StartVmSpec, options: StartVmOptions = {}): 
   if (options.signal?.aborted === true) throw new CancelledError(`Starting VM ${spec.name}`);
 
   const { accelerator, reason } = await detectAccelerator(spec.accelerator);
-  const runDir = await createRunDir(spec.stateDir ?? defaultStateDir(), spec.name, spec.consoleLogPath);
+  const persistent = spec.persistentRunId !== undefined;
+  const runDir = await createRunDir(spec.stateDir ?? defaultStateDir(), spec.name, {
+    ...(spec.consoleLogPath === undefined ? {} : { consoleLogPath: spec.consoleLogPath }),
+    ...(spec.persistentRunId === undefined ? {} : { id: spec.persistentRunId }),
+    ...(spec.owner === undefined ? {} : { owner: spec.owner }),
+  });
   try {
-    const firmware = await prepareFirmware(spec.firmware, runDir);
+    const firmware = await prepareFirmware(spec, runDir);
+    const diskBootIndex = spec.diskBootIndex === false ? undefined : (spec.diskBootIndex ?? 1);
     for (let attempt = 1; ; attempt += 1) {
-      const sshPort = await allocateLoopbackPort();
+      const nics = await resolveNics(spec);
+      const sshPort = nics.find((nic) => nic.kind === 'user')?.sshHostPort;
       const vmSpec: VmSpec = {
         name: spec.name,
-        disks: [{ path: spec.diskPath, format: spec.diskFormat }, ...(spec.extraDisks ?? [])],
+        disks: [{ path: spec.diskPath, format: spec.diskFormat, ...(diskBootIndex === undefined ? {} : { bootIndex: diskBootIndex }) }, ...(spec.extraDisks ?? [])],
         ...(spec.seedPath === undefined ? {} : { seedPath: spec.seedPath }),
+        ...(spec.smbiosSerial === undefined ? {} : { smbiosSerial: spec.smbiosSerial }),
+        ...(spec.incoming === undefined ? {} : { incoming: spec.incoming }),
         memoryMiB: spec.memoryMiB,
         cpus: spec.cpus,
         accelerator,
         firmware,
-        network: spec.network,
-        ...(spec.macAddress === undefined ? {} : { macAddress: spec.macAddress }),
-        sshHostPort: sshPort,
+        nics,
         paths: runDir.paths,
       };
       const argv = qemuSystemArgs(vmSpec);
+      const where = spec.netns === undefined ? '' : ` in network namespace ${spec.netns}`;
       log(
-        `starting ${spec.name}: ${accelerator} (${reason}), ${spec.firmware}, ${spec.cpus} vCPU, ${spec.memoryMiB} MiB, ` +
-          `SSH on 127.0.0.1:${sshPort}, run dir ${runDir.dir}`,
+        `starting ${spec.name}${where}: ${accelerator} (${reason}), ${spec.firmware}, ${spec.cpus} vCPU, ${spec.memoryMiB} MiB, ` +
+          `${nics.map(describeNic).join(', ') || 'no NIC'}, run dir ${runDir.dir}`,
       );
-      log(`${QEMU_SYSTEM_BINARY} ${argv.join(' ')}`, 'debug');
-      const daemon = spawnDaemon(QEMU_SYSTEM_BINARY, argv, { stdoutFile: runDir.qemuLogFile, stderrFile: runDir.qemuLogFile });
+      const [command, commandArgs] = qemuCommand(argv, spec.netns);
+      log(`${command} ${commandArgs.join(' ')}`, 'debug');
+      // `ip netns exec` enters the namespace and then execs QEMU: the pid, the process group and
+      // the stop ladder are QEMU's own.
+      const daemon = spawnDaemon(command, commandArgs, { stdoutFile: runDir.qemuLogFile, stderrFile: runDir.qemuLogFile });
       let qmp: QmpClient;
       try {
         qmp = await connectQmp(runDir, daemon, options.signal);
@@ -125,7 +186,7 @@ export async function startVm(spec: StartVmSpec, options: StartVmOptions = {}): 
         const qemuLog = await readFile(runDir.qemuLogFile, 'utf8').catch(() => '');
         // Another process took the port between our probe and QEMU's bind: try another one.
         if (/host forwarding rule/i.test(qemuLog) && attempt < PORT_ATTEMPTS) {
-          log(`port ${sshPort} was taken before QEMU could bind it; trying another`, 'debug');
+          log(`port ${String(sshPort)} was taken before QEMU could bind it; trying another`, 'debug');
           await rm(runDir.qemuLogFile, { force: true });
           continue;
         }
@@ -144,20 +205,43 @@ export async function startVm(spec: StartVmSpec, options: StartVmOptions = {}): 
         if (line.trim() !== '') log(`qemu: ${line}`, 'warn');
       }
       log(`QEMU pid ${daemon.pid} is up; console log ${runDir.paths.consoleLog}`);
-      return new RunningVm({ spec, runDir, daemon, qmp, accelerator, sshPort, argv, reporter });
+      return new RunningVm({ spec, runDir, daemon, qmp, accelerator, sshPort, argv, reporter, persistent });
     }
   } catch (error) {
-    await rm(runDir.dir, { recursive: true, force: true });
+    if (!persistent) await rm(runDir.dir, { recursive: true, force: true });
     throw error;
   }
 }
 
-async function prepareFirmware(firmware: 'bios' | 'uefi', runDir: RunDir): Promise<VmFirmware> {
-  if (firmware === 'bios') return { type: 'bios' };
+/** The user's NICs with a free loopback port for each user-mode NIC's SSH forward. */
+async function resolveNics(spec: StartVmSpec): Promise<VmNic[]> {
+  const asked: readonly StartVmNic[] = spec.nics ?? [
+    { kind: 'user', mode: spec.network ?? 'restricted', ...(spec.macAddress === undefined ? {} : { macAddress: spec.macAddress }) },
+  ];
+  const nics: VmNic[] = [];
+  for (const nic of asked) {
+    // In a fresh namespace nothing else listens; a port free on the host's loopback is free there too.
+    nics.push(nic.kind === 'user' ? { ...nic, sshHostPort: await allocateLoopbackPort() } : nic);
+  }
+  return nics;
+}
+
+function describeNic(nic: VmNic): string {
+  const mac = nic.macAddress === undefined ? '' : ` ${nic.macAddress}`;
+  return nic.kind === 'user' ? `user-mode (${nic.mode})${mac} with SSH on 127.0.0.1:${nic.sshHostPort}` : `tap ${nic.ifname}${mac}`;
+}
+
+/** QEMU's command, entering a network namespace first when one is named. Pure. */
+export function qemuCommand(qemuArgs: readonly string[], netns: string | undefined): [string, string[]] {
+  return netns === undefined ? [QEMU_SYSTEM_BINARY, [...qemuArgs]] : ['ip', ['netns', 'exec', netns, QEMU_SYSTEM_BINARY, ...qemuArgs]];
+}
+
+async function prepareFirmware(spec: StartVmSpec, runDir: RunDir): Promise<VmFirmware> {
+  if (spec.firmware === 'bios') return { type: 'bios' };
   const ovmf = await findOvmf();
   // The variable store is written by the firmware (boot entries): every VM gets its own copy.
   const varsPath = join(runDir.dir, 'OVMF_VARS.fd');
-  await copyFile(ovmf.varsTemplatePath, varsPath);
+  await copyFile(spec.uefiVarsPath ?? ovmf.varsTemplatePath, varsPath);
   return { type: 'uefi', codePath: ovmf.codePath, varsPath };
 }
 
@@ -195,7 +279,9 @@ class RunningVm implements StartedVm {
   readonly name: string;
   readonly pid: number;
   readonly accelerator: Accelerator;
-  readonly sshPort: number;
+  readonly sshPort: number | undefined;
+  readonly netns: string | undefined;
+  readonly spec: StartVmSpec;
   readonly runDir: string;
   readonly consoleLogPath: string;
   readonly argv: readonly string[];
@@ -206,7 +292,10 @@ class RunningVm implements StartedVm {
   readonly #reporter: Reporter;
   readonly #console: FileFollower;
   readonly #stopGraceMs: number;
+  readonly #persistent: boolean;
   #stopping: Promise<void> | undefined;
+  #snapshotPath: string | undefined;
+  #exit: DaemonExit | undefined;
 
   constructor(init: {
     spec: StartVmSpec;
@@ -214,15 +303,19 @@ class RunningVm implements StartedVm {
     daemon: StartedDaemon;
     qmp: QmpClient;
     accelerator: Accelerator;
-    sshPort: number;
+    sshPort: number | undefined;
     argv: readonly string[];
     reporter: Reporter;
+    persistent: boolean;
   }) {
     this.id = init.runDir.id;
     this.name = init.spec.name;
     this.pid = init.daemon.pid;
     this.accelerator = init.accelerator;
     this.sshPort = init.sshPort;
+    this.netns = init.spec.netns;
+    this.spec = init.spec;
+    this.#persistent = init.persistent;
     this.runDir = init.runDir.dir;
     this.consoleLogPath = init.runDir.paths.consoleLog;
     this.argv = init.argv;
@@ -237,6 +330,7 @@ class RunningVm implements StartedVm {
     this.#console.start();
     this.exited = init.daemon.exited;
     void this.exited.then(async (exit) => {
+      this.#exit = exit;
       await this.#console.stop();
       this.#agent.close();
       this.#log(`${this.name} exited (${describeExit(exit)})`);
@@ -251,11 +345,34 @@ class RunningVm implements StartedVm {
     return readConsoleTail(this.consoleLogPath, lines);
   }
 
+  get state(): VmState {
+    if (this.isRunning()) return 'running';
+    return this.#snapshotPath === undefined ? 'stopped' : 'snapshotted';
+  }
+
+  assertRunning(command: string): void {
+    const state = this.state;
+    if (state === 'running') return;
+    const detail =
+      state === 'snapshotted'
+        ? `its memory was saved to ${String(this.#snapshotPath)} and QEMU quit`
+        : this.#exit === undefined
+          ? 'QEMU has exited'
+          : `QEMU ${describeVmExit(this.#exit)}`;
+    throw new VmNotRunningError(this.name, state, command, detail);
+  }
+
+  markSnapshotted(statePath: string): void {
+    this.#snapshotPath = statePath;
+  }
+
   qmp(): QmpClient {
+    this.assertRunning('a QMP command');
     return this.#qmp;
   }
 
   guestAgent(): GuestAgentClient {
+    this.assertRunning('a guest-agent command');
     return this.#agent;
   }
 
@@ -319,7 +436,12 @@ class RunningVm implements StartedVm {
       this.#qmp.close();
       this.#agent.close();
       await this.#console.stop();
-      await rm(this.runDir, { recursive: true, force: true });
+      // A persistent run dir is the node's state (a cluster's); only the live QEMU's files go.
+      if (this.#persistent) {
+        await Promise.all(['qemu.pid', 'qmp.sock', 'qga.sock'].map((file) => rm(join(this.runDir, file), { force: true })));
+      } else {
+        await rm(this.runDir, { recursive: true, force: true });
+      }
     }
   }
 

@@ -11,7 +11,19 @@ export type NetworkMode = 'restricted' | 'full';
 export interface VmDisk {
   path: string;
   format: 'qcow2' | 'raw';
+  /** Firmware boot order (QEMU `bootindex`, lowest first); absent: not a boot device. */
+  bootIndex?: number;
 }
+
+/**
+ * One virtio-net NIC.
+ * `user`: QEMU's user-mode network, with the guest's port 22 forwarded to `sshHostPort` on the
+ * loopback of the network namespace QEMU runs in.
+ * `tap`: an existing tap device (on a bridge, see src/net/), opened by name in QEMU's namespace.
+ */
+export type VmNic =
+  | { kind: 'user'; mode: NetworkMode; sshHostPort: number; macAddress?: string; bootIndex?: number }
+  | { kind: 'tap'; ifname: string; macAddress: string; bootIndex?: number };
 
 export type VmFirmware =
   | { type: 'bios' }
@@ -28,7 +40,7 @@ export interface VmRunPaths {
 
 export interface VmSpec {
   name: string;
-  /** The first disk is the boot disk. All are virtio-blk with discard passed through. */
+  /** virtio-blk with discard passed through; boot order comes from each disk's `bootIndex`. */
   disks: readonly VmDisk[];
   /** A NoCloud (`cidata`) or ConfigDrive (`config-2`) ISO, attached read-only on virtio. */
   seedPath?: string;
@@ -36,10 +48,14 @@ export interface VmSpec {
   cpus: number;
   accelerator: Accelerator;
   firmware: VmFirmware;
-  network: NetworkMode;
-  /** e.g. 52:54:00:12:34:56; QEMU picks one when absent. */
-  macAddress?: string;
-  /** Loopback port on the host forwarded to the guest's port 22. */
-  sshHostPort: number;
+  /** In this order; netdev ids are net0, net1, … */
+  nics: readonly VmNic[];
+  /**
+   * SMBIOS system serial; cloud-init reads `ds=nocloud-net;s=URL` there (an HTTP seed without a
+   * seed disk).
+   */
+  smbiosSerial?: string;
+  /** A QEMU migration URI to load the machine state from (`exec:…`); the VM starts paused. */
+  incoming?: string;
   paths: VmRunPaths;
 }

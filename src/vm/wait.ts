@@ -32,6 +32,12 @@ export interface WaitForReadyOptions<T> {
 }
 
 const TAIL_LINES_IN_ERRORS = 25;
+/**
+ * When work fails, how long to wait for the VM's exit to land before blaming the work: a killed
+ * QEMU closes its forwarded sockets at once, so ssh (and Ansible) often fail a moment before the
+ * exit event arrives.
+ */
+const EXIT_GRACE_MS = 3_000;
 const STILL_WAITING_EVERY_MS = 30_000;
 
 /**
@@ -80,9 +86,8 @@ export async function waitForReady<T>(options: WaitForReadyOptions<T>): Promise<
         throw new CancelledError(`Waiting for ${options.what}`);
       case 'exited': {
         if (vm === undefined) throw new Error('unreachable');
-        const how = outcome.exit.signal !== null ? `was killed by ${outcome.exit.signal}` : `exited with code ${String(outcome.exit.exitCode)}`;
         throw new VmExitedError(
-          `VM ${vm.name} ${how} while waiting for ${options.what}`,
+          `VM ${vm.name} ${describeVmExit(outcome.exit)} while waiting for ${options.what}`,
           await vm.consoleTail(TAIL_LINES_IN_ERRORS),
           vm.consoleLogPath,
         );
@@ -111,4 +116,58 @@ export async function waitForReady<T>(options: WaitForReadyOptions<T>): Promise<
 /** A function, so that TypeScript does not keep the narrowing from the check at the start. */
 function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
+}
+
+/** "was killed by SIGKILL" / "exited with code 1", for messages about a VM's death. */
+export function describeVmExit(exit: DaemonExit): string {
+  return exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${String(exit.exitCode)}`;
+}
+
+export interface WhileVmRunsOptions {
+  /** What the work does, as the end of "VM build was killed by SIGKILL while …". */
+  what: string;
+  signal?: AbortSignal;
+  /** See EXIT_GRACE_MS. */
+  exitGraceMs?: number;
+}
+
+/**
+ * Runs work that needs the VM (a playbook, a long SSH command) and reports the VM's death ahead of
+ * the symptom it causes: if QEMU exits while the work runs, or the work fails and QEMU turns out
+ * to have exited too, the work is cancelled and a VmExitedError (exit code or signal, console
+ * tail) is thrown with the work's own failure as the symptom. The work gets a signal that fires
+ * when the VM dies or the caller cancels.
+ */
+export async function whileVmRuns<T>(vm: WatchedVm, work: (signal: AbortSignal) => Promise<T>, options: WhileVmRunsOptions): Promise<T> {
+  if (options.signal?.aborted === true) throw new CancelledError(options.what);
+  const died = new AbortController();
+  const signal = options.signal === undefined ? died.signal : AbortSignal.any([options.signal, died.signal]);
+  const exited = vm.exited.then((exit) => ({ kind: 'exited' as const, exit }));
+  const working = work(signal).then(
+    (value) => ({ kind: 'done' as const, value }),
+    (error: unknown) => ({ kind: 'failed' as const, error }),
+  );
+  let outcome = await Promise.race([working, exited]);
+  let symptom: unknown;
+  if (outcome.kind === 'failed') {
+    if (isAborted(options.signal)) throw outcome.error;
+    symptom = outcome.error;
+    const late = await Promise.race([exited, sleep(options.exitGraceMs ?? EXIT_GRACE_MS).then(() => undefined)]);
+    if (late === undefined) throw outcome.error;
+    outcome = late;
+  }
+  if (outcome.kind === 'done') return outcome.value;
+  died.abort();
+  if (symptom === undefined) {
+    // Let the work wind down (its children killed by the signal) before reporting.
+    const settled = await Promise.race([working, sleep(10_000).then(() => undefined)]);
+    if (settled?.kind === 'failed') symptom = settled.error;
+  }
+  const symptomText = symptom === undefined ? '' : `; what that caused: ${firstLine(symptom)}`;
+  throw new VmExitedError(`VM ${vm.name} ${describeVmExit(outcome.exit)} while ${options.what}${symptomText}`, await vm.consoleTail(TAIL_LINES_IN_ERRORS), vm.consoleLogPath);
+}
+
+function firstLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return (text.split('\n').find((line) => line.trim() !== '') ?? text).trim().slice(0, 300);
 }

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnDaemon } from '../../src/process/index.js';
-import { generateKeyPair, sshExec, sshOptionArgs, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
-import { allocateLoopbackPort, createConfigDriveSeed, createNoCloudSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { sshExec, sshOptionArgs } from '../../src/ssh/index.js';
+import { allocateLoopbackPort, bootGuest } from '../../src/vm/index.js';
 import { BOOTSTRAP_SUCCESS_FILE, cabpkControlPlaneUserData, configDriveMetaData, makeCapkKey, makeClusterCa } from '../support/capi.js';
 import { makeKibDirs, qemuProcessesMentioning, REPO_ROOT, runKib } from '../support/kib-cli.js';
 
@@ -59,22 +59,18 @@ describe.skipIf(!enabled)(`e2e: Rocky Linux 9 node image${enabled ? '' : ` (skip
   it('kubeadm init succeeds air-gapped (2 vCPU, 4 GiB) without pulling an image, and the API answers a Kubernetes client', async () => {
     const work = join(dirs.root, 'kubeadm');
     await mkdir(work, { recursive: true });
-    const overlay = join(work, 'node.qcow2');
-    await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath: overlay, sizeBytes: 20 * 1024 ** 3 });
-    const keys = await generateKeyPair(join(work, 'ssh'));
-    const seedPath = await createNoCloudSeed({
-      dir: join(work, 'seed'),
-      userData: ['#cloud-config', 'users:', '  - name: e2e', '    sudo: "ALL=(ALL) NOPASSWD:ALL"', '    ssh_authorized_keys:', `      - ${keys.publicKey.trim()}`, ''].join('\n'),
-      metaData: 'instance-id: kib-e2e-node\nlocal-hostname: kib-e2e-node\n',
-    });
     // restricted: the guest reaches nothing but its forwarded SSH port, so any image pull would fail.
-    await using vm = await startVm(
-      { name: 'kib-e2e-node', diskPath: overlay, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 4096, accelerator: 'auto', firmware: 'bios', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? '' },
-      {},
-    );
-    const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'e2e', privateKeyPath: keys.privateKeyPath };
-    await waitForSsh(target, { vm, timeoutMs: 900_000 });
-    await waitForCloudInit(target, { vm, timeoutMs: 900_000 });
+    await using guest = await bootGuest({
+      name: 'kib-e2e-node',
+      workDir: work,
+      disk: { kind: 'overlay', basePath: qcow2, baseFormat: 'qcow2', sizeBytes: 20 * 1024 ** 3 },
+      seed: { kind: 'nocloud', metaData: 'instance-id: kib-e2e-node\nlocal-hostname: kib-e2e-node\n' },
+      user: 'e2e',
+      vm: { cpus: 2, memoryMiB: 4096, accelerator: 'auto', firmware: 'bios', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? '' },
+      wait: 'cloud-init',
+      bootTimeoutMs: 900_000,
+    });
+    const target = guest.requireSsh();
     const sh = async (command: string, timeoutMs = 600_000): Promise<string> => (await sshExec(target, `sudo -n sh -c '${command.replace(/'/g, `'\\''`)}'`, { timeoutMs })).stdout;
 
     const imagesBefore = await sh('crictl images -o json');
@@ -124,24 +120,23 @@ describe.skipIf(!enabled)(`e2e: Rocky Linux 9 node image${enabled ? '' : ` (skip
   it('boots as a Cluster API KubeVirt machine (UEFI, ConfigDrive, CABPK bootstrap data) and the real kubeadm init inside cloud-init succeeds air-gapped; capk reads "success"', async () => {
     const work = join(dirs.root, 'capk');
     await mkdir(work, { recursive: true });
-    const overlay = join(work, 'node.qcow2');
-    await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath: overlay, sizeBytes: 20 * 1024 ** 3 });
     const key = await makeCapkKey(join(work, 'capk'));
     const ca = await makeClusterCa(join(work, 'ca'));
     const name = 'capi-cp-0';
-    const seedPath = await createConfigDriveSeed({
-      dir: join(work, 'seed'),
-      userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion, kubeadm: 'kubeadm' }),
-      metaData: configDriveMetaData(name),
-    });
-    await using vm = await startVm(
-      { name: 'kib-e2e-capk', diskPath: overlay, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 4096, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? '' },
-      {},
-    );
-    const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: key.privateKeyPath };
-    await waitForSsh(capk, { vm, timeoutMs: 900_000 });
     // kubeadm init runs in cloud-init's final stage; an error there makes cloud-init report error.
-    await waitForCloudInit(capk, { vm, timeoutMs: 1_200_000 });
+    await using guest = await bootGuest({
+      name: 'kib-e2e-capk',
+      workDir: work,
+      disk: { kind: 'overlay', basePath: qcow2, baseFormat: 'qcow2', sizeBytes: 20 * 1024 ** 3 },
+      seed: { kind: 'configdrive', metaData: configDriveMetaData(name) },
+      userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion, kubeadm: 'kubeadm' }),
+      user: 'capk',
+      privateKeyPath: key.privateKeyPath,
+      vm: { cpus: 2, memoryMiB: 4096, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? '' },
+      wait: 'cloud-init',
+      bootTimeoutMs: 1_200_000,
+    });
+    const capk = guest.requireSsh();
     expect((await sshExec(capk, `cat ${BOOTSTRAP_SUCCESS_FILE}`, { timeoutMs: 60_000 })).stdout.trim()).toBe('success');
     const nodes = (await sshExec(capk, 'sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name', { timeoutMs: 120_000 })).stdout.trim();
     expect(nodes).toBe(`node/${name}`);

@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBuildManifest } from '../../src/core/build-facts.js';
-import { sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
+import { sshExec } from '../../src/ssh/index.js';
 import { KUBEVIRT_REQUIRED_AGENT_COMMANDS } from '../../src/verify/guest-checks.js';
-import { generateKeyPair } from '../../src/ssh/index.js';
-import { createConfigDriveSeed, createNoCloudSeed, createOverlay, startVm } from '../../src/vm/index.js';
+import { bootGuest } from '../../src/vm/index.js';
 import {
   BOOTSTRAP_SUCCESS_FILE,
   cabpkControlPlaneUserData,
@@ -143,23 +142,30 @@ describe('kib build (offline Debian 12 test base)', () => {
 
     it('boots with UEFI from a ConfigDrive seed with CABPK-shaped jinja user-data (kubeadm replaced by an argument recorder); the capk user logs in and reads "success"', async () => {
       const qcow2 = artifactPath(build, 'qcow2');
-      await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath });
       const key = await makeCapkKey(join(work, 'capk'));
       capkKey = key.privateKeyPath;
       const ca = await makeClusterCa(join(work, 'ca'));
-      seedPath = await createConfigDriveSeed({
-        dir: join(work, 'seed'),
+      // The overlay is kept: the boot below restarts the powered-off machine from it.
+      await using guest = await bootGuest({
+        name: 'kib-capk',
+        workDir: work,
+        disk: { kind: 'overlay', basePath: qcow2, baseFormat: 'qcow2', keep: true },
+        seed: { kind: 'configdrive', metaData: configDriveMetaData(hostname) },
         userData: cabpkControlPlaneUserData({ capkPublicKey: key.publicKey, ca, kubernetesVersion: '1.36.1', kubeadm: 'recorder' }),
-        metaData: configDriveMetaData(hostname),
+        user: 'capk',
+        privateKeyPath: capkKey,
+        vm: { cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: stateDir() },
+        wait: 'cloud-init',
+        bootTimeoutMs: BOOT_TIMEOUT_MS,
       });
-
-      await using vm = await startVm(
-        { name: 'kib-capk', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', stateDir: stateDir() },
-      );
-      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
-      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      const status = await waitForCloudInit(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      expect(status).toContain('done');
+      const { vm } = guest;
+      overlayPath = guest.diskPath;
+      seedPath = guest.seedPath ?? '';
+      // Kept for the boot below, which reuses the seed as KubeVirt reattaches it.
+      await copyFile(seedPath, join(work, 'config-2.iso'));
+      seedPath = join(work, 'config-2.iso');
+      const capk = guest.requireSsh();
+      expect(guest.cloudInitStatus).toContain('done');
       const sh = async (command: string): Promise<string> => (await sshExec(capk, command, { timeoutMs: 60_000 })).stdout.trim();
 
       // CAPK's bootstrap check, exactly: ssh as capk, cat the file, expect "success".
@@ -195,17 +201,24 @@ describe('kib build (offline Debian 12 test base)', () => {
     it('comes back after power-off with a different MAC address: DHCP and SSH work', async () => {
       expect(seedPath, 'the UEFI + ConfigDrive boot above must run first').toBeDefined();
       const newMac = '52:54:00:6b:69:62';
-      await using vm = await startVm(
-        { name: 'kib-capk-newmac', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', macAddress: newMac, stateDir: stateDir() },
-      );
-      const capk: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'capk', privateKeyPath: capkKey };
       // SSH reaches the guest only through its NIC, so a login means DHCP configured the new one.
-      await waitForSsh(capk, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      await using guest = await bootGuest({
+        name: 'kib-capk-newmac',
+        workDir: join(work, 'newmac'),
+        disk: { kind: 'existing', path: overlayPath, format: 'qcow2' },
+        seed: { kind: 'existing', path: seedPath },
+        user: 'capk',
+        privateKeyPath: capkKey,
+        vm: { cpus: 2, memoryMiB: 2048, accelerator: 'auto', firmware: 'uefi', network: 'restricted', macAddress: newMac, stateDir: stateDir() },
+        wait: 'ssh',
+        bootTimeoutMs: BOOT_TIMEOUT_MS,
+      });
+      const capk = guest.requireSsh();
       const addresses = (await sshExec(capk, 'cat /sys/class/net/*/address', { timeoutMs: 60_000 })).stdout;
       expect(addresses).toContain(newMac);
       const ipv4 = (await sshExec(capk, 'ip -4 -o addr show scope global', { timeoutMs: 60_000 })).stdout;
       expect(ipv4).toMatch(/inet 10\.0\.2\.\d+\//);
-      await vm.stop();
+      await guest.stop();
     });
   });
 
@@ -226,34 +239,20 @@ describe('kib build (offline Debian 12 test base)', () => {
    */
   it('forwards pod traffic between CNI interfaces with the firewall on, keeps the node\'s closed ports closed, and rejects pod traffic once the fix is reverted', async () => {
     const qcow2 = artifactPath(build, 'qcow2');
-    const work = join(dirs.root, 'cni');
-    await mkdir(work, { recursive: true });
-    const overlayPath = join(work, 'disk.qcow2');
-    await createOverlay({ basePath: qcow2, baseFormat: 'qcow2', overlayPath });
-    const keys = await generateKeyPair(join(work, 'ssh'));
-    const seedPath = await createNoCloudSeed({
-      dir: join(work, 'seed'),
-      userData: [
-        '#cloud-config',
-        'users:',
-        '  - name: probe',
-        '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
-        '    shell: /bin/bash',
-        '    ssh_authorized_keys:',
-        `      - ${keys.publicKey.trim()}`,
-        '',
-      ].join('\n'),
-      metaData: 'instance-id: kib-cni-forwarding\nlocal-hostname: cni-node\n',
+    await using guest = await bootGuest({
+      name: 'kib-cni',
+      workDir: join(dirs.root, 'cni'),
+      disk: { kind: 'overlay', basePath: qcow2, baseFormat: 'qcow2' },
+      seed: { kind: 'nocloud' },
+      user: 'probe',
+      hostname: 'cni-node',
+      vm: { cpus: 2, memoryMiB: 1024, accelerator: 'auto', firmware: 'bios', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? join(dirs.root, 'state') },
+      wait: 'cloud-init',
+      bootTimeoutMs: BOOT_TIMEOUT_MS,
     });
-    await using vm = await startVm(
-      { name: 'kib-cni', diskPath: overlayPath, diskFormat: 'qcow2', seedPath, cpus: 2, memoryMiB: 1024, accelerator: 'auto', firmware: 'bios', network: 'restricted', stateDir: dirs.env.KIB_STATE_DIR ?? join(dirs.root, 'state') },
-    );
-    const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'probe', privateKeyPath: keys.privateKeyPath };
-    await waitForSsh(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-    await waitForCloudInit(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
     const root = async (script: string): Promise<string> => {
-      const result = await sshExec(target, 'sudo -n /bin/sh -s', { input: script, timeoutMs: 120_000, allowFailure: true });
-      expect(result.exitCode, `${result.stdout}\n${result.stderr}\nconsole: ${vm.consoleLogPath}`).toBe(0);
+      const result = await guest.exec('sudo -n /bin/sh -s', { input: script, timeoutMs: 120_000, allowFailure: true });
+      expect(result.exitCode, `${result.stdout}\n${result.stderr}\nconsole: ${guest.vm.consoleLogPath}`).toBe(0);
       return result.stdout;
     };
 
@@ -277,7 +276,7 @@ describe('kib build (offline Debian 12 test base)', () => {
       'outside->nodeport->pod-a': 'ok',
       'outside->pod-a': 'rejected',
     });
-    await vm.stop();
+    await guest.stop();
   });
 });
 

@@ -3,11 +3,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KibError, TimeoutError, VmExitedError } from '../../src/core/errors.js';
+import { KibError, TimeoutError, VmExitedError, VmNotRunningError } from '../../src/core/errors.js';
+import { createPrivateNetwork, listNetns } from '../../src/net/index.js';
 import { run } from '../../src/process/index.js';
 import type { KibEvent, Reporter } from '../../src/report/events.js';
 import { copyFromGuest, generateKeyPair, sshExec, waitForCloudInit, waitForSsh, type SshTarget } from '../../src/ssh/index.js';
-import { createNoCloudSeed, createOverlay, startVm, waitForReady, type StartedVm } from '../../src/vm/index.js';
+import { bootGuest, restoreVm, saveVmSnapshot, setGuestClock, startVm, waitForReady, whileVmRuns, type StartedGuest, type StartedVm } from '../../src/vm/index.js';
 import { qemuProcessesMentioning } from '../support/kib-cli.js';
 
 /**
@@ -21,20 +22,6 @@ const BOOT_TIMEOUT_MS = 600_000;
 function recordingReporter(): Reporter & { events: KibEvent[] } {
   const events: KibEvent[] = [];
   return { events, emit: (event) => events.push(event) };
-}
-
-function userData(publicKey: string): string {
-  return [
-    '#cloud-config',
-    'users:',
-    '  - name: kib',
-    '    shell: /bin/bash',
-    '    sudo: ALL=(ALL) NOPASSWD:ALL',
-    '    lock_passwd: true',
-    '    ssh_authorized_keys:',
-    `      - ${publicKey}`,
-    '',
-  ].join('\n');
 }
 
 describe('VM lifecycle', () => {
@@ -59,40 +46,20 @@ describe('VM lifecycle', () => {
       fixture = await ensureDebianFixture();
     });
 
-    async function bootFixture(name: string, firmware: 'bios' | 'uefi', reporter: Reporter): Promise<{ vm: StartedVm; target: SshTarget; bootMs: number }> {
-      const work = join(root, name);
-      const disk = await createOverlay({ basePath: fixture, baseFormat: 'qcow2', overlayPath: join(work, 'disk.qcow2') });
-      const keys = await generateKeyPair(join(work, 'ssh'));
-      const seedPath = await createNoCloudSeed({
-        dir: join(work, 'seed'),
-        userData: userData(keys.publicKey),
-        metaData: { 'instance-id': `kib-${name}-${Date.now()}`, 'local-hostname': name },
-      });
-      const started = performance.now();
-      const vm = await startVm(
+    async function bootFixture(name: string, firmware: 'bios' | 'uefi', reporter: Reporter): Promise<{ vm: StartedVm; target: SshTarget; bootMs: number; guest: StartedGuest }> {
+      const guest = await bootGuest(
         {
           name,
-          diskPath: disk.path,
-          diskFormat: 'qcow2',
-          seedPath,
-          cpus: 2,
-          memoryMiB: 1024,
-          accelerator: 'auto',
-          firmware,
-          network: 'restricted',
-          stateDir: join(root, 'state'),
-          stopGraceMs: 60_000,
+          workDir: join(root, name),
+          disk: { kind: 'overlay', basePath: fixture, baseFormat: 'qcow2' },
+          seed: { kind: 'nocloud' },
+          vm: { cpus: 2, memoryMiB: 1024, accelerator: 'auto', firmware, network: 'restricted', stateDir: join(root, 'state'), stopGraceMs: 60_000 },
+          wait: 'ssh',
+          bootTimeoutMs: BOOT_TIMEOUT_MS,
         },
         { reporter },
       );
-      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'kib', privateKeyPath: keys.privateKeyPath };
-      try {
-        await waitForSsh(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
-      } catch (error) {
-        await vm.stop({ graceMs: 0 });
-        throw error;
-      }
-      return { vm, target, bootMs: performance.now() - started };
+      return { vm: guest.vm, target: guest.requireSsh(), bootMs: guest.bootMs, guest };
     }
 
     it('boots with SeaBIOS, logs in over SSH, answers the guest agent, and stop() leaves nothing behind', async ({ annotate }) => {
@@ -170,6 +137,129 @@ describe('VM lifecycle', () => {
       expect(existsSync(vm.runDir)).toBe(false);
       expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([]);
     });
+
+    it('saves a running guest to a memory snapshot and restores it: SSH answers again with the state kept, the clock is corrected; killing QEMU during a long SSH command is reported as the VM\'s death', async ({ annotate }) => {
+      const { vm, target, guest } = await bootFixture('snapshot', 'bios', recordingReporter());
+      await using _guest = guest;
+      await waitForCloudInit(target, { vm, timeoutMs: BOOT_TIMEOUT_MS });
+      // Something only the saved memory holds: a file in a tmpfs.
+      await sshExec(target, 'echo kept-in-ram > /dev/shm/marker', { timeoutMs: 60_000 });
+
+      const saveStarted = performance.now();
+      const snapshot = await saveVmSnapshot(vm, { dir: join(root, 'snapshot', 'state') });
+      await annotate(`save: ${((performance.now() - saveStarted) / 1000).toFixed(1)} s, ${(snapshot.stateSizeBytes / 1024 ** 2).toFixed(0)} MiB (zstd)`);
+      expect(vm.state).toBe('snapshotted');
+      expect(() => vm.guestAgent()).toThrow(VmNotRunningError);
+      await expect(guest.exec('true')).rejects.toBeInstanceOf(VmNotRunningError);
+      // Let the guest's clock fall behind, as it does while a frozen cluster waits on disk.
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+
+      const restoreStarted = performance.now();
+      await using restored = await restoreVm(snapshot, { overlayPath: join(root, 'snapshot', 'restored.qcow2'), overrides: { name: 'snapshot-restored' } });
+      const again: SshTarget = { ...target, port: restored.sshPort ?? 0 };
+      await waitForSsh(again, { vm: restored, timeoutMs: 120_000, intervalMs: 250 });
+      await annotate(`restore → SSH: ${((performance.now() - restoreStarted) / 1000).toFixed(1)} s (${restored.accelerator})`);
+      expect((await sshExec(again, 'cat /dev/shm/marker', { timeoutMs: 60_000 })).stdout.trim()).toBe('kept-in-ram');
+
+      const clock = await setGuestClock(restored, { timeoutMs: 120_000 });
+      await annotate(`guest clock: ${(clock.skewBeforeMs / 1000).toFixed(1)} s off before, ${(clock.skewAfterMs / 1000).toFixed(2)} s after`);
+      expect(clock.skewBeforeMs).toBeLessThan(-8_000);
+      expect(Math.abs(clock.skewAfterMs)).toBeLessThan(2_000);
+      const guestEpoch = Number((await sshExec(again, 'date +%s', { timeoutMs: 60_000 })).stdout.trim());
+      expect(Math.abs(guestEpoch - Date.now() / 1000)).toBeLessThan(5);
+
+      // Death in the middle of a command: the error is the VM's exit, not ssh's lost connection.
+      setTimeout(() => process.kill(restored.pid, 'SIGKILL'), 2_000);
+      const error = await whileVmRuns(restored, (signal) => sshExec(again, 'sleep 600', { signal, timeoutMs: 120_000 }), { what: 'running `sleep 600` over SSH' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(VmExitedError);
+      expect((error as VmExitedError).message).toMatch(/^VM snapshot-restored was killed by SIGKILL while running `sleep 600` over SSH/);
+      expect((error as VmExitedError).consoleLogPath).toBe(restored.consoleLogPath);
+      expect(restored.state).toBe('stopped');
+    });
+  });
+
+  /**
+   * Two guests on a private L2 segment: a bridge inside a network namespace this test creates and
+   * removes. Each has a fixed MAC and a static address from its cloud-init network-config (no
+   * DHCP anywhere); one also has a user-mode NIC (SSH through its forward inside the namespace),
+   * the other only its tap (SSH to its bridge address). Both run at once, so they are small.
+   */
+  describe.skipIf(process.getuid?.() !== 0)('on a private network (needs root for the namespace)', () => {
+    let fixture: string;
+    const netnsName = `kib-vmtest-${process.pid}`;
+
+    beforeAll(async () => {
+      const { ensureDebianFixture } = await import('../support/fixture.js');
+      fixture = await ensureDebianFixture();
+    });
+
+    it('two guests with fixed MACs and static IPs on a bridge in a namespace reach each other; removing the network leaves nothing', async ({ annotate }) => {
+      const started = performance.now();
+      {
+        await using network = await createPrivateNetwork({ netns: netnsName, bridgeAddress: '10.213.7.1/24' });
+        const nodes = [
+          { name: 'lan-a', ip: '10.213.7.11', mac: '52:54:00:d5:07:0b', userNic: true },
+          { name: 'lan-b', ip: '10.213.7.12', mac: '52:54:00:d5:07:0c', userNic: false },
+        ];
+        const taps = [await network.addTap(), await network.addTap()];
+        const userMac = '52:54:00:d5:07:01';
+        const boots = nodes.map((node, index) =>
+          bootGuest({
+            name: node.name,
+            workDir: join(root, 'lan', node.name),
+            disk: { kind: 'overlay', basePath: fixture, baseFormat: 'qcow2' },
+            seed: {
+              kind: 'nocloud',
+              networkConfig: {
+                version: 2,
+                ethernets: {
+                  lan0: { match: { macaddress: node.mac }, addresses: [`${node.ip}/24`] },
+                  ...(node.userNic ? { user0: { match: { macaddress: userMac }, dhcp4: true } } : {}),
+                },
+              },
+            },
+            vm: {
+              cpus: 1,
+              memoryMiB: 768,
+              accelerator: 'auto',
+              firmware: 'bios',
+              netns: network.netns,
+              nics: [
+                ...(node.userNic ? [{ kind: 'user' as const, mode: 'restricted' as const, macAddress: userMac }] : []),
+                { kind: 'tap' as const, ifname: taps[index] ?? '', macAddress: node.mac },
+              ],
+              stateDir: join(root, 'state'),
+            },
+            ...(node.userNic ? {} : { sshAddress: { host: node.ip } }),
+            wait: 'ssh',
+            bootTimeoutMs: BOOT_TIMEOUT_MS,
+          }),
+        );
+        const settled = await Promise.allSettled(boots);
+        const guests = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+        try {
+          for (const r of settled) if (r.status === 'rejected') throw r.reason;
+          const [a, b] = guests as [StartedGuest, StartedGuest];
+          await annotate(`both guests answer SSH after ${((performance.now() - started) / 1000).toFixed(1)} s`);
+          expect(a.ssh).toMatchObject({ host: '127.0.0.1', netns: netnsName });
+          expect(b.ssh).toMatchObject({ host: '10.213.7.12', port: 22, netns: netnsName });
+          // The bridge reaches both (b is only reachable this way).
+          expect((await a.exec('ip -4 -o addr show', { timeoutMs: 60_000 })).stdout).toContain('inet 10.213.7.11/24');
+          // Guest to guest over the bridge: each opens the other's SSH port and reads its banner.
+          const banner = (peer: string): string => `timeout 10 bash -c 'exec 3<>/dev/tcp/${peer}/22; head -c 7 <&3'`;
+          expect((await a.exec(banner('10.213.7.12'), { timeoutMs: 60_000 })).stdout).toBe('SSH-2.0');
+          expect((await b.exec(banner('10.213.7.11'), { timeoutMs: 60_000 })).stdout).toBe('SSH-2.0');
+          // And the peer's neighbour entry carries the fixed MAC.
+          expect((await a.exec('ip neigh show 10.213.7.12', { timeoutMs: 60_000 })).stdout).toContain('52:54:00:d5:07:0c');
+          // QEMU runs inside the namespace: the tap is open there, and nothing appeared on the host.
+          expect((await run('ip', ['-o', 'link', 'show'])).stdout).not.toContain(taps[0] ?? 'tap0');
+        } finally {
+          for (const guest of guests) await guest[Symbol.asyncDispose]();
+        }
+      }
+      expect(await listNetns()).not.toContain(netnsName);
+      expect(await qemuProcessesMentioning(join(root, 'lan'), { ignoreZombies: true })).toEqual([]);
+    });
   });
 
   // Needs no guest OS: a blank disk never boots, which is exactly what this checks.
@@ -195,7 +285,7 @@ describe('VM lifecycle', () => {
     let error: unknown;
     try {
       expect(await qemuProcessesMentioning(vm.runDir, { ignoreZombies: true })).toEqual([vm.pid]);
-      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort, user: 'kib', privateKeyPath: keys.privateKeyPath };
+      const target: SshTarget = { host: '127.0.0.1', port: vm.sshPort ?? 0, user: 'kib', privateKeyPath: keys.privateKeyPath };
       error = await waitForSsh(target, { vm, timeoutMs: 5_000, intervalMs: 500 }).catch((e: unknown) => e);
     } finally {
       await vm.stop({ graceMs: 1_000 });

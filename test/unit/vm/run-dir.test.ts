@@ -29,9 +29,21 @@ describe('run dirs', () => {
     expect(isOwnerAlive({ pid: process.pid, startTime: '1' })).toBe(false);
   });
 
+  it('takes a fixed id (a cluster node started again in the same place) and records the owner kind', async () => {
+    const state = tempDir('rundir-fixed');
+    const owner = { kind: 'cluster' as const, name: 'dev', stateFile: '/state/clusters/dev/state.json' };
+    const first = await createRunDir(state, 'node1', { id: 'dev-node1', owner });
+    expect(first.dir).toBe(join(state, 'runs', 'dev-node1'));
+    expect((JSON.parse(readFileSync(first.ownerFile, 'utf8')) as { owner: unknown }).owner).toEqual(owner);
+    const again = await createRunDir(state, 'node1', { id: 'dev-node1', owner });
+    expect(again.dir).toBe(first.dir);
+    expect((JSON.parse(readFileSync((await createRunDir(state, 'x')).ownerFile, 'utf8')) as { owner: unknown }).owner).toEqual({ kind: 'process' });
+    await expect(createRunDir(state, 'x', { id: '../escape' })).rejects.toMatchObject({ code: 'RUN_ID_INVALID' });
+  });
+
   it('can put the console log outside the run dir so it outlives the VM', async () => {
     const state = tempDir('rundir-console');
-    const runDir = await createRunDir(state, 'vm', '/logs/build-1/console.log');
+    const runDir = await createRunDir(state, 'vm', { consoleLogPath: '/logs/build-1/console.log' });
     expect(runDir.paths.consoleLog).toBe('/logs/build-1/console.log');
   });
 

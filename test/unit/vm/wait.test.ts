@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CancelledError, KibError, TimeoutError, VmExitedError } from '../../../src/core/errors.js';
 import type { DaemonExit } from '../../../src/process/index.js';
-import { readConsoleTail, waitForReady, type WatchedVm } from '../../../src/vm/index.js';
+import { readConsoleTail, waitForReady, whileVmRuns, type WatchedVm } from '../../../src/vm/index.js';
 import { tempDir } from '../process/helpers.js';
 
 function fakeVm(consoleText: string): WatchedVm & { exit: (exit: DaemonExit) => void } {
@@ -85,5 +85,47 @@ describe('waitForReady', () => {
       },
     }).catch((e: unknown) => e);
     expect((error as KibError).code).toBe('CLOUD_INIT_FAILED');
+  });
+});
+
+describe('whileVmRuns', () => {
+  it("reports the VM's death, not the work's symptom, when QEMU is killed while the work runs, and cancels the work", async () => {
+    const vm = fakeVm('[  OK  ] Started ssh.service\n');
+    let workSignal: AbortSignal | undefined;
+    setTimeout(() => vm.exit({ exitCode: null, signal: 'SIGKILL' }), 50);
+    const error = await whileVmRuns(
+      vm,
+      (signal) => {
+        workSignal = signal;
+        // Like ansible: fails with UNREACHABLE once its connection drops (here: when cancelled).
+        return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('UNREACHABLE! => ssh: connection closed'))));
+      },
+      { what: 'running the playbook' },
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VmExitedError);
+    expect((error as VmExitedError).message).toMatch(/^VM test-vm was killed by SIGKILL while running the playbook; what that caused: UNREACHABLE! => ssh: connection closed/);
+    expect((error as VmExitedError).consoleTail).toContain('Started ssh.service');
+    expect(workSignal?.aborted).toBe(true);
+  });
+
+  it('blames the VM when the work fails first and QEMU exits a moment later', async () => {
+    const vm = fakeVm('');
+    const error = await whileVmRuns(
+      vm,
+      async () => {
+        setTimeout(() => vm.exit({ exitCode: 1, signal: null }), 100);
+        throw new Error('ansible-playbook exited with code 4');
+      },
+      { what: 'running the playbook', exitGraceMs: 2_000 },
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VmExitedError);
+    expect((error as Error).message).toContain('VM test-vm exited with code 1 while running the playbook; what that caused: ansible-playbook exited with code 4');
+  });
+
+  it("passes the work's own failure and result through while the VM lives", async () => {
+    const vm = fakeVm('');
+    await expect(whileVmRuns(vm, async () => 42, { what: 'x' })).resolves.toBe(42);
+    const failure = new KibError('PROVISION_FAILED', 'task failed');
+    await expect(whileVmRuns(vm, async () => Promise.reject(failure), { what: 'x', exitGraceMs: 50 })).rejects.toBe(failure);
   });
 });

@@ -1,0 +1,16 @@
+export {
+  addressAddArgs,
+  bridgeAddArgs,
+  isValidInterfaceName,
+  isValidNetnsName,
+  linkDeleteArgs,
+  linkUpArgs,
+  loopbackUpArgs,
+  netnsAddArgs,
+  netnsDeleteArgs,
+  netnsListArgs,
+  netnsPidsArgs,
+  tapAddArgs,
+  tapAttachArgs,
+} from './args.js';
+export { createPrivateNetwork, listNetns, type PrivateNetwork, type PrivateNetworkSpec } from './private-network.js';
