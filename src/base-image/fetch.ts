@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CancelledError, ChecksumMismatchError, KibError, NetworkError } from '../core/errors.js';
+import { CancelledError, ChecksumMismatchError, describeFetchError, KibError, NetworkError } from '../core/errors.js';
 import type { BaseImage } from '../core/types.js';
 import { type Reporter, silentReporter } from '../report/events.js';
 import { findChecksum, parseChecksumFile } from './checksum.js';
@@ -483,7 +483,7 @@ async function downloadOnce(
       }
     } catch (error) {
       if (ctx.signal?.aborted === true) throw new CancelledError('Downloading the base image');
-      const reason = timedOut === 'stall' ? `no data for ${String(Math.round(ctx.stallTimeoutMs / 1000))} s` : describeError(error);
+      const reason = timedOut === 'stall' ? `no data for ${String(Math.round(ctx.stallTimeoutMs / 1000))} s` : describeFetchError(error);
       throw new TransferError(reason, { cause: error });
     }
     if (total !== undefined && done !== total) {
@@ -596,22 +596,10 @@ function checkCancelled(ctx: Context): void {
 }
 
 function unreachable(url: string, error: unknown, timedOut: boolean, ctx: Context): NetworkError {
-  const reason = timedOut ? `no response within ${String(Math.round(ctx.connectTimeoutMs / 1000))} s` : describeError(error);
+  const reason = timedOut ? `no response within ${String(Math.round(ctx.connectTimeoutMs / 1000))} s` : describeFetchError(error);
   return new NetworkError(url, `could not reach ${url}: ${reason}`, { hint: OFFLINE_HINT, cause: error });
 }
 
-/** The most specific reason undici gives: `ECONNREFUSED 127.0.0.1:9`, `other side closed`, ... */
-function describeError(error: unknown): string {
-  let current: unknown = error;
-  let message = error instanceof Error ? error.message : String(error);
-  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
-    const { code } = current as { code?: unknown };
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return current.message.includes(code) ? current.message : `${code} ${current.message}`;
-    if (current.message !== '' && current.message !== 'fetch failed') message = current.message;
-    current = current.cause;
-  }
-  return message;
-}
 
 async function fileSize(path: string): Promise<number> {
   try {

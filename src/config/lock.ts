@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '../core/errors.js';
-import { KUBERNETES_PACKAGES, type KubernetesPackage, type OsFamily } from '../core/types.js';
+import { KUBERNETES_PACKAGES, type KubernetesPackage, type OsFamily, type ResolvedKubernetes } from '../core/types.js';
 import { type BuildSpec, withConfigSha256 } from './build-spec.js';
 import { issuesFromZod } from './issues.js';
 import { sha256Problem } from './schema.js';
@@ -23,20 +23,7 @@ export interface Lock {
 }
 
 /** The Kubernetes release and package builds `kib lock --update` read from the series' repository. */
-export interface LockedKubernetes {
-  /** The release, `1.37.2`. */
-  version: string;
-  /** The repository's series, `v1.37`. */
-  series: string;
-  /** The package format the versions are for (rpm for redhat, deb for debian). */
-  osFamily: OsFamily;
-  /** The architecture, in the repository's naming (`x86_64`, `amd64`). */
-  arch: string;
-  /** The repository the versions were read from. */
-  source: string;
-  /** Exact version-release (rpm) or version-revision (deb) of each package. */
-  packages: Record<KubernetesPackage, string>;
-}
+export type LockedKubernetes = ResolvedKubernetes;
 
 const packageVersionSchema = z.string().regex(/^(\d+:)?[0-9A-Za-z.+~^_]+(-[0-9A-Za-z.+~^_]+)?$/, 'expected a package version like "1.37.2-150500.1.1"');
 

@@ -81,6 +81,11 @@ export function playbookVarsFromFacts(facts: BuildFacts): Record<string, unknown
 export interface FactPlaybookVars {
   kib_kubernetes_version: string;
   kib_kubernetes_packages: 'required' | 'auto' | 'skip';
+  /**
+   * Exact package versions from the lock file (`{kubeadm: "1.37.2-150500.1.1", …}`), installed
+   * exactly; empty without a lock, and then the repository's builds of kib_kubernetes_version
+   * (and its newest cri-tools and kubernetes-cni) are installed.
+   */
   kib_kubernetes_locked_packages: Record<string, string>;
   kib_selinux: 'permissive' | 'enforcing';
   kib_firewall: boolean;

@@ -192,3 +192,19 @@ function indent(text: string): string {
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
+
+/**
+ * The most specific reason a failed fetch() gives: undici wraps the system error (`ENOTFOUND
+ * pkgs.k8s.io`, `ECONNREFUSED 127.0.0.1:9`, `other side closed`) in causes under "fetch failed".
+ */
+export function describeFetchError(error: unknown): string {
+  let current: unknown = error;
+  let message = error instanceof Error ? error.message : String(error);
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
+    const { code } = current as { code?: unknown };
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return current.message.includes(code) ? current.message : `${code} ${current.message}`;
+    if (current.message !== '' && current.message !== 'fetch failed') message = current.message;
+    current = current.cause;
+  }
+  return message;
+}

@@ -40,3 +40,19 @@ export type OsFamily = 'redhat' | 'debian';
  */
 export const KUBERNETES_PACKAGES = ['kubeadm', 'kubelet', 'kubectl', 'cri-tools', 'kubernetes-cni'] as const;
 export type KubernetesPackage = (typeof KUBERNETES_PACKAGES)[number];
+
+/** A Kubernetes release and its exact package builds, as read from the series' package repository. */
+export interface ResolvedKubernetes {
+  /** The release, `1.37.2`. */
+  version: string;
+  /** The repository's series, `v1.37`. */
+  series: string;
+  /** The package format the versions are for (rpm for redhat, deb for debian). */
+  osFamily: OsFamily;
+  /** The architecture, in the repository's naming (`x86_64`, `amd64`). */
+  arch: string;
+  /** The repository the versions were read from, e.g. `https://pkgs.k8s.io/core:/stable:/v1.37/rpm/`. */
+  source: string;
+  /** Exact `version-release` (rpm) or `version-revision` (deb) per package. */
+  packages: Record<KubernetesPackage, string>;
+}

@@ -1,7 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import * as zlib from 'node:zlib';
-import { CancelledError, KibError, NetworkError } from '../core/errors.js';
-import type { KubernetesPackage, OsFamily } from '../core/types.js';
+import { CancelledError, describeFetchError, KibError, NetworkError } from '../core/errors.js';
+import type { KubernetesPackage, OsFamily, ResolvedKubernetes } from '../core/types.js';
 import { findTool, run } from '../process/index.js';
 import { type Reporter, silentReporter } from '../report/events.js';
 import { parseDebianPackages, parseRepomdPrimaryHref, parseRpmPrimary, type RepoPackage } from './metadata.js';
@@ -30,19 +30,7 @@ export interface KubernetesRequest {
   repoBase?: string | undefined;
 }
 
-export interface ResolvedKubernetes {
-  /** The release, `1.37.2`. */
-  version: string;
-  /** The repository's series name, `v1.37`. */
-  series: string;
-  osFamily: OsFamily;
-  /** The architecture the package versions are for, in the repository's naming (`x86_64`, `amd64`). */
-  arch: string;
-  /** The repository the versions were read from, e.g. `https://pkgs.k8s.io/core:/stable:/v1.37/rpm/`. */
-  source: string;
-  /** Exact `version-release` (rpm) or `version-revision` (deb) per package. */
-  packages: Record<KubernetesPackage, string>;
-}
+export type { ResolvedKubernetes } from '../core/types.js';
 
 export interface ResolveKubernetesOptions {
   signal?: AbortSignal | undefined;
@@ -190,7 +178,7 @@ async function fetchBytes(url: string, options: ResolveKubernetesOptions): Promi
       response = await fetchImpl(url, { headers: { 'user-agent': USER_AGENT }, signal: controller.signal, redirect: 'follow' });
     } catch (error) {
       if (options.signal?.aborted === true) throw new CancelledError('Reading the Kubernetes package repository');
-      throw new NetworkError(url, `could not reach ${url}: ${timedOut ?? describeError(error)}`, { cause: error });
+      throw new NetworkError(url, `could not reach ${url}: ${timedOut ?? describeFetchError(error)}`, { cause: error });
     }
     clearTimeout(timer);
     if (response.status === 404) {
@@ -209,7 +197,7 @@ async function fetchBytes(url: string, options: ResolveKubernetesOptions): Promi
     } catch (error) {
       if (error instanceof KibError) throw error;
       if (options.signal?.aborted === true) throw new CancelledError('Reading the Kubernetes package repository');
-      throw new NetworkError(url, `reading ${url} failed: ${timedOut ?? describeError(error)}`, { cause: error });
+      throw new NetworkError(url, `reading ${url} failed: ${timedOut ?? describeFetchError(error)}`, { cause: error });
     }
   } finally {
     clearTimeout(timer);
@@ -255,16 +243,4 @@ async function decompressWithTool(tool: string, args: string[], packageName: str
   return result.stdout;
 }
 
-/** The most specific reason undici gives: `ENOTFOUND pkgs.k8s.io`, `ECONNREFUSED 127.0.0.1:9`, ... */
-function describeError(error: unknown): string {
-  let current: unknown = error;
-  let message = error instanceof Error ? error.message : String(error);
-  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
-    const { code } = current as { code?: unknown };
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return current.message.includes(code) ? current.message : `${code} ${current.message}`;
-    if (current.message !== '' && current.message !== 'fetch failed') message = current.message;
-    current = current.cause;
-  }
-  return message;
-}
 

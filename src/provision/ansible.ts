@@ -1,3 +1,4 @@
+import type { FactPlaybookVars } from '../core/build-facts.js';
 /**
  * Pure builders for running the playbook: inventory, ansible.cfg, argv and environment.
  * The engine writes these into the build's work directory; nothing here touches the host.
@@ -10,29 +11,11 @@ export interface AnsibleTarget {
   privateKeyPath: string;
 }
 
-/** The extra variables every run of the playbook gets (see docs/playbook.md). */
-export interface KibPlaybookVars {
-  kib_kubernetes_version: string;
-  kib_kubernetes_packages: 'required' | 'auto' | 'skip';
-  /**
-   * Exact package versions from the lock file (`{kubeadm: "1.37.2-150500.1.1", …}`), installed
-   * exactly; empty without a lock, and then the repository's builds of kib_kubernetes_version
-   * (and its newest cri-tools and kubernetes-cni) are installed.
-   */
-  kib_kubernetes_locked_packages: Record<string, string>;
-  kib_selinux: 'permissive' | 'enforcing';
-  kib_firewall: boolean;
-  kib_pod_cidrs: string[];
-  kib_service_cidrs: string[];
-  /** PORT/PROTOCOL */
-  kib_overlay_ports: string[];
-  kib_os_family: 'redhat' | 'debian';
-  kib_image_name: string;
-  kib_image_version: string;
-  kib_git_commit: string;
-  kib_base_sha256: string;
-  kib_base_url: string;
-  kib_build_date: string;
+/**
+ * The extra variables every run of the playbook gets (see docs/playbook.md): the build facts'
+ * variables plus the two only provisioning knows.
+ */
+export interface KibPlaybookVars extends FactPlaybookVars {
   kib_build_user: string;
   /** Where the guest inventory JSON is fetched to on this machine. */
   kib_inventory_local_path: string;
