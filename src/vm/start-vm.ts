@@ -100,6 +100,8 @@ export interface StartedVm extends AsyncDisposable {
   readonly argv: readonly string[];
   readonly exited: Promise<DaemonExit>;
   isRunning(): boolean;
+  /** Lets QEMU outlive this process (a cluster node); a later kib reaches it through attachVm. */
+  detach(): void;
   readonly state: VmState;
   /** Throws VmNotRunningError naming the state unless the VM runs; `command` names what was refused. */
   assertRunning(command: string): void;
@@ -339,6 +341,10 @@ class RunningVm implements StartedVm {
 
   isRunning(): boolean {
     return this.#daemon.isRunning();
+  }
+
+  detach(): void {
+    this.#daemon.detach();
   }
 
   consoleTail(lines = 40): Promise<string> {
