@@ -81,6 +81,16 @@ export async function createPrivateNetwork(spec: PrivateNetworkSpec, options: { 
   return network;
 }
 
+/**
+ * Removes a cluster's network from another process than the one that made it (`kib down`): the
+ * given taps, the bridge and the namespace. Idempotent; failures are reported, not thrown.
+ */
+export async function removePrivateNetwork(spec: { netns: string; bridge?: string; taps?: readonly string[] }, options: { reporter?: Reporter } = {}): Promise<void> {
+  if (!isValidNetnsName(spec.netns)) return;
+  const network = new NamespacedNetwork(spec.netns, spec.bridge ?? 'br0', undefined, options.reporter ?? silentReporter, spec.taps ?? []);
+  await network.remove();
+}
+
 /** Names of the network namespaces on this host (`ip netns list`). */
 export async function listNetns(signal?: AbortSignal): Promise<string[]> {
   const result = await run(IP_BINARY, netnsListArgs(), { timeoutMs: IP_TIMEOUT_MS, allowFailure: true, ...(signal === undefined ? {} : { signal }) });
@@ -101,7 +111,8 @@ class NamespacedNetwork implements PrivateNetwork {
   #nextTap = 0;
   #removing: Promise<void> | undefined;
 
-  constructor(netns: string, bridge: string, bridgeAddress: string | undefined, reporter: Reporter) {
+  constructor(netns: string, bridge: string, bridgeAddress: string | undefined, reporter: Reporter, taps: readonly string[] = []) {
+    for (const tap of taps) this.#taps.add(tap);
     this.netns = netns;
     this.bridge = bridge;
     this.bridgeAddress = bridgeAddress;
