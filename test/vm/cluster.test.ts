@@ -86,10 +86,17 @@ describe.skipIf(process.getuid?.() !== 0)('kib up (two nodes, offline Debian art
     const leases = await readFile(join(dir, 'dnsmasq.leases'), 'utf8');
     expect(leases).toMatch(/52:54:00:4b:00:01 10\.77\.0\.11 node1/);
     expect(leases).toMatch(/52:54:00:4b:00:02 10\.77\.0\.12 node2/);
-    expect(await on(name, '10.77.0.11', 'ip -4 -o addr show scope global')).toMatch(/inet 10\.77\.0\.11\/24 .*dynamic/);
-    // Each resolves the other by name through dnsmasq.
+    const dnsmasqLog = await readFile(join(dir, 'dnsmasq.log'), 'utf8');
+    expect(dnsmasqLog).toMatch(/DHCPACK\(br0\) 10\.77\.0\.11 52:54:00:4b:00:01 node1/);
+    expect(dnsmasqLog).toMatch(/DHCPACK\(br0\) 10\.77\.0\.12 52:54:00:4b:00:02 node2/);
+    // The guest's own lease (systemd-networkd) names dnsmasq's address as its server.
+    const lease = await on(name, '10.77.0.11', 'sudo cat /run/systemd/netif/leases/*');
+    expect(lease).toMatch(/^ADDRESS=10\.77\.0\.11$/m);
+    expect(lease).toMatch(/^SERVER_ADDRESS=10\.77\.0\.1$/m);
+    // Each resolves the other by name through dnsmasq (networkd does not use DHCP search domains
+    // by default, so the names are fully qualified).
     expect(await on(name, '10.77.0.11', 'getent hosts node2.cluster.kib')).toMatch(/^10\.77\.0\.12\s/);
-    expect(await on(name, '10.77.0.12', 'getent hosts node1')).toMatch(/^10\.77\.0\.11\s/);
+    expect(await on(name, '10.77.0.12', 'getent hosts node1.cluster.kib')).toMatch(/^10\.77\.0\.11\s/);
 
     // Each node fetched its own cloud-config from the server on the bridge.
     const fetches = (await readFile(join(dir, 'seed-server.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { remote?: string; path?: string; status?: number });
