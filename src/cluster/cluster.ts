@@ -14,6 +14,7 @@ import {
   API_PORT,
   BRIDGE,
   BRIDGE_IP,
+  BRIDGE_MAC,
   checkMemory,
   CLUSTER_DOMAIN,
   CLUSTER_STATE_VERSION,
@@ -156,7 +157,7 @@ async function preflight(options: { stateDir: string; name: string; nodes: numbe
 
 /** The network, dnsmasq (and the registry), for a new or a resumed cluster. */
 async function startNetwork(state: ClusterState, dir: string, reporter: Reporter): Promise<void> {
-  const network = await createPrivateNetwork({ netns: state.netns, bridge: BRIDGE, bridgeAddress: `${BRIDGE_IP}/${PREFIX_LENGTH}` }, { reporter });
+  const network = await createPrivateNetwork({ netns: state.netns, bridge: BRIDGE, bridgeAddress: `${BRIDGE_IP}/${PREFIX_LENGTH}`, bridgeMac: BRIDGE_MAC }, { reporter });
   for (const node of state.nodes) await network.addTap(node.tap);
   const dnsmasq = await startDnsmasq({
     netns: state.netns,

@@ -14,6 +14,8 @@ export const NETWORK = '10.77.0.0';
 export const NETMASK = '255.255.255.0';
 export const PREFIX_LENGTH = 24;
 export const BRIDGE_IP = '10.77.0.1';
+/** Fixed, so restored guests' ARP entries for the bridge stay right in a new namespace. */
+export const BRIDGE_MAC = '52:54:00:4b:00:fe';
 /** DNS domain dnsmasq answers inside each cluster's namespace (and nothing else). */
 export const CLUSTER_DOMAIN = 'cluster.kib';
 export const POD_NETWORK = '10.244.0.0/16';

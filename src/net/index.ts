@@ -4,6 +4,7 @@ export {
   isValidInterfaceName,
   isValidNetnsName,
   linkDeleteArgs,
+  linkMacArgs,
   linkUpArgs,
   loopbackUpArgs,
   netnsAddArgs,

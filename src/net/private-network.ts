@@ -8,6 +8,7 @@ import {
   isValidInterfaceName,
   isValidNetnsName,
   linkDeleteArgs,
+  linkMacArgs,
   linkUpArgs,
   loopbackUpArgs,
   netnsAddArgs,
@@ -25,6 +26,12 @@ export interface PrivateNetworkSpec {
   bridge?: string;
   /** The bridge's own address, e.g. 10.77.0.1/24 (where dnsmasq and the image server listen). */
   bridgeAddress?: string;
+  /**
+   * A fixed MAC for the bridge. Guests restored from a memory snapshot onto a new bridge still
+   * hold the old bridge's MAC in their ARP caches; with the same MAC they answer at once instead
+   * of after their neighbour entries go stale (tens of seconds).
+   */
+  bridgeMac?: string;
 }
 
 /**
@@ -71,6 +78,7 @@ export async function createPrivateNetwork(spec: PrivateNetworkSpec, options: { 
   try {
     await ip(loopbackUpArgs(spec.netns));
     await ip(bridgeAddArgs(spec.netns, bridge));
+    if (spec.bridgeMac !== undefined) await ip(linkMacArgs(spec.netns, bridge, spec.bridgeMac));
     if (spec.bridgeAddress !== undefined) await ip(addressAddArgs(spec.netns, bridge, spec.bridgeAddress));
     await ip(linkUpArgs(spec.netns, bridge));
   } catch (error) {
