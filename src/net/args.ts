@@ -33,6 +33,11 @@ export function bridgeAddArgs(netns: string, bridge: string): string[] {
   return ['-n', netns, 'link', 'add', bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0'];
 }
 
+/** A fixed MAC for a device (a bridge whose guests are restored from memory keep its MAC in their ARP caches). */
+export function linkMacArgs(netns: string, device: string, mac: string): string[] {
+  return ['-n', netns, 'link', 'set', device, 'address', mac];
+}
+
 export function addressAddArgs(netns: string, device: string, cidr: string): string[] {
   return ['-n', netns, 'address', 'add', cidr, 'dev', device];
 }

@@ -4,6 +4,7 @@ export {
   isValidInterfaceName,
   isValidNetnsName,
   linkDeleteArgs,
+  linkMacArgs,
   linkUpArgs,
   loopbackUpArgs,
   netnsAddArgs,
@@ -13,4 +14,5 @@ export {
   tapAddArgs,
   tapAttachArgs,
 } from './args.js';
-export { createPrivateNetwork, listNetns, type PrivateNetwork, type PrivateNetworkSpec } from './private-network.js';
+export { createPrivateNetwork, removePrivateNetwork, listNetns, type PrivateNetwork, type PrivateNetworkSpec } from './private-network.js';
+export { renderDnsmasqConfig, dnsmasqArgs, startDnsmasq, stopDnsmasqByPidFile, DNSMASQ_BINARY, type DnsmasqConfigSpec, type DnsmasqHost, type StartDnsmasqSpec } from './dnsmasq.js';

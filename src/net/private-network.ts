@@ -8,6 +8,7 @@ import {
   isValidInterfaceName,
   isValidNetnsName,
   linkDeleteArgs,
+  linkMacArgs,
   linkUpArgs,
   loopbackUpArgs,
   netnsAddArgs,
@@ -25,6 +26,12 @@ export interface PrivateNetworkSpec {
   bridge?: string;
   /** The bridge's own address, e.g. 10.77.0.1/24 (where dnsmasq and the image server listen). */
   bridgeAddress?: string;
+  /**
+   * A fixed MAC for the bridge. Guests restored from a memory snapshot onto a new bridge still
+   * hold the old bridge's MAC in their ARP caches; with the same MAC they answer at once instead
+   * of after their neighbour entries go stale (tens of seconds).
+   */
+  bridgeMac?: string;
 }
 
 /**
@@ -71,6 +78,7 @@ export async function createPrivateNetwork(spec: PrivateNetworkSpec, options: { 
   try {
     await ip(loopbackUpArgs(spec.netns));
     await ip(bridgeAddArgs(spec.netns, bridge));
+    if (spec.bridgeMac !== undefined) await ip(linkMacArgs(spec.netns, bridge, spec.bridgeMac));
     if (spec.bridgeAddress !== undefined) await ip(addressAddArgs(spec.netns, bridge, spec.bridgeAddress));
     await ip(linkUpArgs(spec.netns, bridge));
   } catch (error) {
@@ -79,6 +87,16 @@ export async function createPrivateNetwork(spec: PrivateNetworkSpec, options: { 
   }
   reporter.emit({ type: 'log', source: 'net', line: `created network namespace ${spec.netns} with bridge ${bridge}${spec.bridgeAddress === undefined ? '' : ` (${spec.bridgeAddress})`}` });
   return network;
+}
+
+/**
+ * Removes a cluster's network from another process than the one that made it (`kib down`): the
+ * given taps, the bridge and the namespace. Idempotent; failures are reported, not thrown.
+ */
+export async function removePrivateNetwork(spec: { netns: string; bridge?: string; taps?: readonly string[] }, options: { reporter?: Reporter } = {}): Promise<void> {
+  if (!isValidNetnsName(spec.netns)) return;
+  const network = new NamespacedNetwork(spec.netns, spec.bridge ?? 'br0', undefined, options.reporter ?? silentReporter, spec.taps ?? []);
+  await network.remove();
 }
 
 /** Names of the network namespaces on this host (`ip netns list`). */
@@ -101,7 +119,8 @@ class NamespacedNetwork implements PrivateNetwork {
   #nextTap = 0;
   #removing: Promise<void> | undefined;
 
-  constructor(netns: string, bridge: string, bridgeAddress: string | undefined, reporter: Reporter) {
+  constructor(netns: string, bridge: string, bridgeAddress: string | undefined, reporter: Reporter, taps: readonly string[] = []) {
+    for (const tap of taps) this.#taps.add(tap);
     this.netns = netns;
     this.bridge = bridge;
     this.bridgeAddress = bridgeAddress;

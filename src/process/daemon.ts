@@ -36,6 +36,11 @@ export interface StartedDaemon extends AsyncDisposable {
   readonly exited: Promise<DaemonExit>;
   isRunning(): boolean;
   /**
+   * Lets the daemon outlive this process: the exit hook no longer kills its group. For daemons a
+   * later process stops by pid (a cluster's QEMUs, dnsmasq and seed server).
+   */
+  detach(): void;
+  /**
    * graceful → wait → SIGTERM to the group → wait → SIGKILL. Idempotent: concurrent and repeated
    * calls share one ladder. Afterwards no process of the daemon's group is left.
    */
@@ -112,6 +117,7 @@ export function spawnDaemon(command: string, args: readonly string[], options: D
     command: argv,
     exited,
     isRunning: () => exitInfo === undefined,
+    detach: () => unregisterGroup(pid),
     stop,
     [Symbol.asyncDispose]: async () => {
       await stop();

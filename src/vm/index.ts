@@ -43,3 +43,4 @@ export {
   type RestoreVmOptions,
   type GuestClockResult,
 } from './snapshot.js';
+export { attachVm, type AttachVmSpec } from './attach.js';

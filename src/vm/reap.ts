@@ -119,7 +119,7 @@ async function readPid(path: string): Promise<number | undefined> {
 }
 
 /** The process runs and its command line names this run dir (its sockets and pidfile live there). */
-function isQemuOf(pid: number, runDir: string): boolean {
+export function isQemuOf(pid: number, runDir: string): boolean {
   if (!isProcessRunning(pid)) return false;
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -129,7 +129,7 @@ function isQemuOf(pid: number, runDir: string): boolean {
   }
 }
 
-async function killAndWait(pid: number): Promise<boolean> {
+export async function killAndWait(pid: number): Promise<boolean> {
   // QEMU runs as the leader of its own process group; take any helper it started with it.
   if (!signalGroup(pid, 'SIGTERM')) {
     try {

@@ -100,6 +100,11 @@ export interface StartedVm extends AsyncDisposable {
   readonly argv: readonly string[];
   readonly exited: Promise<DaemonExit>;
   isRunning(): boolean;
+  /**
+   * Lets QEMU outlive this process (a cluster node) and closes this handle's sockets; a later kib
+   * (or this one) reaches the VM through attachVm.
+   */
+  detach(): void;
   readonly state: VmState;
   /** Throws VmNotRunningError naming the state unless the VM runs; `command` names what was refused. */
   assertRunning(command: string): void;
@@ -339,6 +344,15 @@ class RunningVm implements StartedVm {
 
   isRunning(): boolean {
     return this.#daemon.isRunning();
+  }
+
+  detach(): void {
+    // QEMU keeps running; this process lets go of it (no exit-hook kill, no open sockets or
+    // file watches keeping Node alive). Later commands reach it through attachVm.
+    this.#daemon.detach();
+    this.#qmp.close();
+    this.#agent.close();
+    void this.#console.stop();
   }
 
   consoleTail(lines = 40): Promise<string> {

@@ -7,6 +7,7 @@ import {
   isValidInterfaceName,
   isValidNetnsName,
   linkDeleteArgs,
+  linkMacArgs,
   listNetns,
   loopbackUpArgs,
   netnsAddArgs,
@@ -26,6 +27,7 @@ describe('ip argv builders', () => {
     expect(tapAddArgs('kib-c1', 'tap0')).toEqual(['-n', 'kib-c1', 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap']);
     expect(tapAttachArgs('kib-c1', 'tap0', 'br0')).toEqual(['-n', 'kib-c1', 'link', 'set', 'tap0', 'master', 'br0', 'up']);
     expect(linkDeleteArgs('kib-c1', 'tap0')).toEqual(['-n', 'kib-c1', 'link', 'delete', 'tap0']);
+    expect(linkMacArgs('kib-c1', 'br0', '52:54:00:4b:00:fe')).toEqual(['-n', 'kib-c1', 'link', 'set', 'br0', 'address', '52:54:00:4b:00:fe']);
   });
 
   it('accept only names the kernel and /run/netns take', () => {

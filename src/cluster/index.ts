@@ -1,0 +1,3 @@
+export * from './model.js';
+export * from './bootstrap.js';
+export * from './cluster.js';
