@@ -4,11 +4,14 @@ import type { Machine } from './machines.js';
 
 /**
  * A Machine's first-boot configuration (NoCloud): meta-data gives the instance id and hostname,
- * user-data the login key, a `phone_home` to the netboot server when the system is up (`booted`),
+ * user-data the login (`kib`, with the authorized keys), a report to the netboot server from its final stage (`booted`),
  * and the join: `kubeadm join` with the Machine's own bootstrap token and the cluster CA's hash,
  * then a report (`joined`). The Machine's `spec.cloudConfig` is merged in: its lists come first
  * (so files it writes exist before the join runs), its other keys win.
  */
+
+/** The login the installed system gets, with the service's authorized keys and passwordless sudo. */
+export const NETBOOT_USER = 'kib';
 
 export interface JoinSpec {
   /** The API server endpoint, HOST:PORT. */
@@ -68,13 +71,16 @@ export function renderUserData(spec: CloudConfigSpec): string {
   const ours: Record<string, unknown> = {
     hostname: machine.metadata.name,
     preserve_hostname: false,
-    ssh_authorized_keys: [...spec.sshAuthorizedKeys],
-    phone_home: { url: `${server}/report/${mac}?phase=booted`, post: ['instance_id', 'hostname'], tries: 10 },
+    users: [{ name: NETBOOT_USER, sudo: 'ALL=(ALL) NOPASSWD:ALL', shell: '/bin/bash', lock_passwd: true, ssh_authorized_keys: [...spec.sshAuthorizedKeys] }],
   };
-  if (spec.join !== undefined) {
+  // runcmd runs in the final stage, once the system is up; phone_home would run after it.
+  const booted = reportCommand(server, mac, 'booted').map(shellWord).join(' ');
+  if (spec.join === undefined) {
+    ours.runcmd = [['sh', '-c', booted]];
+  } else {
     const join = joinCommand(machine, spec.join).map(shellWord).join(' ');
-    const report = reportCommand(server, mac, 'joined').map(shellWord).join(' ');
-    ours.runcmd = [['sh', '-c', `${join} && ${report}`]];
+    const joined = reportCommand(server, mac, 'joined').map(shellWord).join(' ');
+    ours.runcmd = [['sh', '-c', `${booted}; ${join} && ${joined}`]];
   }
   const merged = mergeCloudConfig(machine.spec.cloudConfig ?? {}, ours);
   return `#cloud-config\n${stringify(merged)}`;

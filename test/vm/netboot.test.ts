@@ -1,0 +1,227 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SUCCESS_ORDER, type MachineStatus, type Phase } from '../../src/netboot/lifecycle.js';
+import { createPrivateNetwork, type PrivateNetwork } from '../../src/net/index.js';
+import { run } from '../../src/process/index.js';
+import { generateKeyPair, sshExec, waitForSsh, type SshKeyPair, type SshTarget } from '../../src/ssh/index.js';
+import { startVm, type StartedVm } from '../../src/vm/index.js';
+import { KIB_BIN, qemuProcessesMentioning } from '../support/kib-cli.js';
+
+/**
+ * kib netboot end to end, inside a network namespace kib's test creates (nothing answers DHCP on
+ * the host's network): VMs with blank disks PXE-boot, stage2 writes the image and verifies it by
+ * reading it back, the VM reboots into it, gets its hostname and SSH key from its Machine's
+ * CIDATA partition, answers SSH, and runs the join.
+ *
+ * The image is the offline Debian 12 test base (`npm run fixture`): it has cloud-init with the
+ * NoCloud datasource and python3, which is all netboot needs from an image, and it is far cheaper
+ * than building the full artifact. `kubeadm` there is an argument recorder, named as such: the
+ * Machine's own cloud-config installs it as /usr/local/bin/kubeadm, and the test reads what it
+ * recorded. The real join into a `kib up` cluster belongs to the e2e tier.
+ */
+
+const INSTALL_TIMEOUT_MS = 900_000;
+const BRIDGE = '10.77.0.1';
+const JOIN_ENDPOINT = '10.77.0.1:6443';
+const JOIN_CA_HASH = `sha256:${'ab'.repeat(32)}`;
+const RECORDER = [
+  '#!/bin/sh',
+  '# kubeadm argument recorder (test stand-in): records its arguments, joins nothing.',
+  'printf "%s\\n" "$*" >> /var/log/kubeadm-recorder.log',
+  '',
+].join('\n');
+
+interface MachineCase {
+  name: string;
+  mac: string;
+  ip: string;
+  firmware: 'bios' | 'uefi';
+}
+
+const BIOS: MachineCase = { name: 'nb-bios', mac: '52:54:00:77:00:11', ip: '10.77.0.11', firmware: 'bios' };
+const UEFI: MachineCase = { name: 'nb-uefi', mac: '52:54:00:77:00:12', ip: '10.77.0.12', firmware: 'uefi' };
+const UNKNOWN = { mac: '52:54:00:77:00:99' };
+
+function machineYaml(machine: MachineCase): string {
+  return [
+    'apiVersion: netboot.kib.dev/v1alpha1',
+    'kind: Machine',
+    'metadata:',
+    `  name: ${machine.name}`,
+    'spec:',
+    `  macAddress: "${machine.mac}"`,
+    `  ipAddress: ${machine.ip}`,
+    '  role: worker',
+    '  cloudConfig:',
+    '    write_files:',
+    '      - path: /usr/local/bin/kubeadm',
+    "        permissions: '0755'",
+    '        content: |',
+    ...RECORDER.trimEnd().split('\n').map((line) => `          ${line}`),
+    '',
+  ].join('\n');
+}
+
+describe('kib netboot', () => {
+  let root: string;
+  let fixture: string;
+  let network: PrivateNetwork;
+  let keys: SshKeyPair;
+  let service: ChildProcess | undefined;
+  let serviceLog = '';
+  const vms: StartedVm[] = [];
+  const netns = `kibnb-${process.pid}`;
+  const env = (): Record<string, string> => ({ KIB_CACHE_DIR: join(root, 'cache'), KIB_STATE_DIR: join(root, 'state') });
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kib-netboot-'));
+    const { ensureDebianFixture } = await import('../support/fixture.js');
+    fixture = await ensureDebianFixture();
+    network = await createPrivateNetwork({ netns, bridgeAddress: `${BRIDGE}/24` });
+    // A router advertisement needs an IPv6 address; without one iPXE waits ~14 s for IPv6 each boot.
+    await run('ip', ['-n', netns, 'address', 'add', 'fd99::1/64', 'dev', 'br0', 'nodad']);
+    keys = await generateKeyPair(join(root, 'keys'));
+    await mkdir(join(root, 'machines'));
+    await writeFile(join(root, 'machines', 'machines.yaml'), [BIOS, UEFI].map(machineYaml).join('---\n'));
+    await writeFile(join(root, 'keys.pub'), keys.publicKey);
+    await writeFile(join(root, 'token-secret'), 'netboot-test-secret\n');
+  }, 900_000);
+
+  afterAll(async () => {
+    for (const vm of vms) await vm.stop({ graceMs: 0 }).catch(() => undefined);
+    if (service !== undefined && service.exitCode === null) {
+      service.kill('SIGTERM');
+      await new Promise((resolve) => service?.once('exit', resolve));
+    }
+    await network?.remove();
+    const left = await qemuProcessesMentioning(root, { ignoreZombies: true });
+    await rm(root, { recursive: true, force: true });
+    expect(left, 'QEMU processes left behind').toEqual([]);
+  });
+
+  async function startService(image: string): Promise<void> {
+    const child = spawn(
+      'ip',
+      [
+        'netns', 'exec', netns, process.execPath, KIB_BIN, 'netboot',
+        '--interface', 'br0', '--machines', join(root, 'machines'), '--image', image, '--http-port', '8080',
+        '--ssh-authorized-keys', join(root, 'keys.pub'),
+        '--join-endpoint', JOIN_ENDPOINT, '--join-ca-cert-hash', JOIN_CA_HASH, '--join-token-secret-file', join(root, 'token-secret'),
+        '--verbose',
+      ],
+      { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    service = child;
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (serviceLog += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (serviceLog += chunk));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (serviceLog.includes('kib netboot serving')) {
+          clearInterval(timer);
+          resolve();
+        } else if (child.exitCode !== null) {
+          clearInterval(timer);
+          reject(new Error(`kib netboot exited ${child.exitCode}:\n${serviceLog}`));
+        }
+      }, 200);
+    });
+  }
+
+  async function stopService(): Promise<void> {
+    if (service === undefined || service.exitCode !== null) return;
+    const exited = new Promise((resolve) => service?.once('exit', resolve));
+    service.kill('SIGTERM');
+    await exited;
+  }
+
+  async function readStatus(name: string): Promise<MachineStatus | undefined> {
+    const file = join(root, 'state', 'netboot', 'machines', `${name}.json`);
+    if (!existsSync(file)) return undefined;
+    return (JSON.parse(await readFile(file, 'utf8')) as { status: MachineStatus }).status;
+  }
+
+  async function waitForPhase(name: string, phases: readonly Phase[], vm: StartedVm, timeoutMs: number): Promise<MachineStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await readStatus(name).catch(() => undefined);
+      if (status !== undefined && phases.includes(status.phase)) return status;
+      if (Date.now() > deadline) throw new Error(`${name} did not reach ${phases.join('|')} (now ${status?.phase ?? 'none'}); console:\n${await vm.consoleTail(40)}\nservice:\n${serviceLog.slice(-4000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+
+  async function bootMachine(machine: MachineCase, disk: string, order: 'disk-first' | 'network-first' = 'disk-first'): Promise<StartedVm> {
+    const tap = await network.addTap();
+    const vm = await startVm({
+      name: machine.name,
+      diskPath: disk,
+      diskFormat: 'qcow2',
+      diskBootIndex: order === 'disk-first' ? 1 : 2,
+      nics: [{ kind: 'tap', ifname: tap, macAddress: machine.mac, bootIndex: order === 'disk-first' ? 2 : 1 }],
+      netns,
+      cpus: 1,
+      memoryMiB: 1024,
+      accelerator: 'auto',
+      firmware: machine.firmware,
+      stateDir: join(root, 'vmstate'),
+      stopGraceMs: 5_000,
+    });
+    vms.push(vm);
+    return vm;
+  }
+
+  async function blankDisk(name: string): Promise<string> {
+    const path = join(root, `${name}.qcow2`);
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', path, '4G']);
+    return path;
+  }
+
+  function target(machine: MachineCase): SshTarget {
+    return { host: machine.ip, port: 22, user: 'kib', privateKeyPath: keys.privateKeyPath, netns };
+  }
+
+  it(
+    'a BIOS VM with a blank disk PXE-boots, writes and verifies the image, reboots into it, gets its hostname and key, answers SSH and joins (recorder)',
+    async ({ annotate }) => {
+      await startService(fixture);
+      const started = Date.now();
+      const vm = await bootMachine(BIOS, await blankDisk(BIOS.name));
+      await waitForPhase(BIOS.name, ['writing', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      const writingAt = Date.now();
+      const written = await waitForPhase(BIOS.name, ['written', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      expect(written.reason).toBeUndefined();
+      expect(written.phase).toBe('written');
+      const writtenAt = Date.now();
+      await waitForSsh(target(BIOS), { vm, timeoutMs: INSTALL_TIMEOUT_MS });
+      const sshAt = Date.now();
+      const hostname = await sshExec(target(BIOS), ['hostname'], { timeoutMs: 60_000 });
+      expect(hostname.stdout.trim()).toBe(BIOS.name);
+      const joined = await waitForPhase(BIOS.name, ['joined', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      expect(joined.phase).toBe('joined');
+      const recorded = await sshExec(target(BIOS), ['cat', '/var/log/kubeadm-recorder.log'], { timeoutMs: 60_000 });
+      expect(recorded.stdout).toMatch(new RegExp(`^join ${JOIN_ENDPOINT} --token [a-z0-9]{6}\\.[a-z0-9]{16} --discovery-token-ca-cert-hash ${JOIN_CA_HASH} --node-name ${BIOS.name}\\n$`));
+      const times = SUCCESS_ORDER.map((phase) => Date.parse(joined.phaseTimes[phase] ?? 'NaN'));
+      expect(times.every((time) => Number.isFinite(time))).toBe(true);
+      expect([...times].sort((a, b) => a - b)).toEqual(times);
+      expect(joined.imageSha256).toMatch(/^[0-9a-f]{64}$/);
+      await annotate(
+        `BIOS: QEMU start → writing ${((writingAt - started) / 1000).toFixed(1)} s, → written ${((writtenAt - started) / 1000).toFixed(1)} s, → SSH ${((sshAt - started) / 1000).toFixed(1)} s`,
+      );
+
+      // A PXE boot after the install (network first this time) is told to boot locally: no reimage.
+      await vm.stop({ graceMs: 30_000 });
+      const again = await bootMachine(BIOS, vm.spec.diskPath, 'network-first');
+      await waitForSsh(target(BIOS), { vm: again, timeoutMs: INSTALL_TIMEOUT_MS });
+      const after = await readStatus(BIOS.name);
+      expect(after?.phase).toBe('joined');
+      expect(after?.phaseTimes.writing).toBe(joined.phaseTimes.writing);
+      expect(serviceLog).toContain(`${BIOS.name}: network boot refused`);
+      await again.stop({ graceMs: 30_000 });
+    },
+    INSTALL_TIMEOUT_MS * 3,
+  );
+});
