@@ -83,7 +83,7 @@ export function renderUserData(spec: CloudConfigSpec): string {
     ours.runcmd = [['sh', '-c', `${booted}; ${join} && ${joined}`]];
   }
   const merged = mergeCloudConfig(machine.spec.cloudConfig ?? {}, ours);
-  return `#cloud-config\n${stringify(merged)}`;
+  return `#cloud-config\n${stringify(merged, { lineWidth: 0 })}`;
 }
 
 /** `theirs` lists first, then ours; for other keys theirs win. */

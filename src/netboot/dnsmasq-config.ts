@@ -51,7 +51,6 @@ export function renderDnsmasqConfig(spec: DnsmasqConfigSpec): string {
     `pid-file=${spec.pidFile}`,
     'enable-tftp',
     `tftp-root=${spec.tftpRoot}`,
-    'tftp-secure',
   ];
   if (spec.proxyDhcp) {
     lines.push(`dhcp-range=${spec.network},proxy,${spec.netmask}`);

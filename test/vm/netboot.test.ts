@@ -75,12 +75,19 @@ describe('kib netboot', () => {
   let serviceLog = '';
   const vms: StartedVm[] = [];
   const netns = `kibnb-${process.pid}`;
-  const env = (): Record<string, string> => ({ KIB_CACHE_DIR: join(root, 'cache'), KIB_STATE_DIR: join(root, 'state') });
+  // stage2 and the compressed image are content-addressed: the user's cache is shared; the state is the test's own.
+  const env = (): Record<string, string> => ({ KIB_STATE_DIR: join(root, 'state') });
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'kib-netboot-'));
     const { ensureDebianFixture } = await import('../support/fixture.js');
     fixture = await ensureDebianFixture();
+    // The namespace has no way out: build stage2 (apt-get download) and the compressed image here.
+    const { ensureStage2 } = await import('../../src/netboot/stage2.js');
+    const { ensureServedImage } = await import('../../src/netboot/image.js');
+    const { cacheDir } = await import('../../src/core/dirs.js');
+    await ensureStage2({ cacheDir: cacheDir() });
+    await ensureServedImage(fixture, { cacheDir: cacheDir() });
     network = await createPrivateNetwork({ netns, bridgeAddress: `${BRIDGE}/24` });
     // A router advertisement needs an IPv6 address; without one iPXE waits ~14 s for IPv6 each boot.
     await run('ip', ['-n', netns, 'address', 'add', 'fd99::1/64', 'dev', 'br0', 'nodad']);
