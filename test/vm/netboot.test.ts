@@ -111,6 +111,7 @@ describe('kib netboot', () => {
   });
 
   async function startService(image: string): Promise<void> {
+    serviceLog = '';
     const child = spawn(
       'ip',
       [
@@ -230,5 +231,95 @@ describe('kib netboot', () => {
       await again.stop({ graceMs: 30_000 });
     },
     INSTALL_TIMEOUT_MS * 3,
+  );
+
+  it(
+    'a UEFI VM installs the same way (OVMF, disk bootindex 1, NIC 2) and answers SSH with its own hostname',
+    async ({ annotate }) => {
+      if (service === undefined || service.exitCode !== null) await startService(fixture);
+      const started = Date.now();
+      const vm = await bootMachine(UEFI, await blankDisk(UEFI.name));
+      await waitForPhase(UEFI.name, ['writing', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      const writingAt = Date.now();
+      const written = await waitForPhase(UEFI.name, ['written', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      expect(written.phase, written.reason).toBe('written');
+      const writtenAt = Date.now();
+      await waitForSsh(target(UEFI), { vm, timeoutMs: INSTALL_TIMEOUT_MS });
+      const sshAt = Date.now();
+      expect((await sshExec(target(UEFI), ['hostname'], { timeoutMs: 60_000 })).stdout.trim()).toBe(UEFI.name);
+      const joined = await waitForPhase(UEFI.name, ['joined', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      expect(joined.phase).toBe('joined');
+      expect((await sshExec(target(UEFI), ['test', '-d', '/sys/firmware/efi'], { timeoutMs: 60_000 })).exitCode).toBe(0);
+      await annotate(
+        `UEFI: QEMU start → writing ${((writingAt - started) / 1000).toFixed(1)} s, → written ${((writtenAt - started) / 1000).toFixed(1)} s, → SSH ${((sshAt - started) / 1000).toFixed(1)} s`,
+      );
+      await vm.stop({ graceMs: 30_000 });
+    },
+    INSTALL_TIMEOUT_MS * 2,
+  );
+
+  it(
+    'an unknown MAC gets no DHCP answer: its iPXE gives up and nothing is asked of the HTTP server',
+    async () => {
+      if (service === undefined || service.exitCode !== null) await startService(fixture);
+      const stranger: MachineCase = { name: 'nb-stranger', mac: UNKNOWN.mac, ip: '10.77.0.99', firmware: 'bios' };
+      const vm = await bootMachine(stranger, await blankDisk(stranger.name));
+      // iPXE tries DHCP for about 30 s and then gives up; give it 60.
+      await new Promise((resolve) => setTimeout(resolve, 60_000));
+      const leases = await readFile(join(root, 'state', 'netboot', 'dnsmasq.leases'), 'utf8').catch(() => '');
+      expect(leases).not.toContain(UNKNOWN.mac);
+      expect(serviceLog).not.toContain(UNKNOWN.mac.replaceAll(':', '-'));
+      expect(serviceLog).not.toContain(`/ipxe/${UNKNOWN.mac}`);
+      expect(await vm.consoleTail(200)).not.toMatch(/kib-stage2/);
+      await vm.stop({ graceMs: 0 });
+    },
+    300_000,
+  );
+
+  it(
+    'a corrupted image (its served sha256 does not match) ends failed, blanks the disk start and powers off',
+    async () => {
+      await stopService();
+      // Corrupt the cached compressed image the way a bad disk or copy would: same sha256 served, other bytes.
+      const { cacheDir } = await import('../../src/core/dirs.js');
+      const { ensureServedImage } = await import('../../src/netboot/image.js');
+      const served = await ensureServedImage(fixture, { cacheDir: cacheDir() });
+      const corruptDir = join(root, 'corrupt');
+      await mkdir(corruptDir);
+      const raw = join(corruptDir, 'image.raw');
+      await run('zstd', ['-q', '-dc', served.zstPath, '-o', raw]);
+      const handle = await (await import('node:fs/promises')).open(raw, 'r+');
+      await handle.write(Buffer.from('corrupted by the test'), 0, 21, 100 * 1024 * 1024);
+      await handle.close();
+      await run('zstd', ['-q', '-f', raw, '-o', `${raw}.zst`]);
+      const corruptCache = join(root, 'corrupt-cache');
+      await mkdir(join(corruptCache, 'netboot', 'images'), { recursive: true });
+      const { cp } = await import('node:fs/promises');
+      await cp(join(cacheDir(), 'netboot'), join(corruptCache, 'netboot'), { recursive: true });
+      await cp(`${raw}.zst`, served.zstPath.replace(cacheDir(), corruptCache));
+      const victim: MachineCase = { ...UEFI, firmware: 'bios' };
+      // nb-uefi is installed by now; forgetting its state (service stopped) makes it new again.
+      await rm(join(root, 'state', 'netboot', 'machines', `${victim.name}.json`), { force: true });
+      const restore = process.env.KIB_CACHE_DIR;
+      process.env.KIB_CACHE_DIR = corruptCache;
+      try {
+        await startService(fixture);
+      } finally {
+        if (restore === undefined) delete process.env.KIB_CACHE_DIR;
+        else process.env.KIB_CACHE_DIR = restore;
+      }
+      const vm = await bootMachine(victim, await blankDisk('nb-corrupt'));
+      const failed = await waitForPhase(victim.name, ['failed', 'written'], vm, INSTALL_TIMEOUT_MS);
+      expect(failed.phase).toBe('failed');
+      expect(failed.reason).toMatch(/sha256 mismatch/);
+      const exit = await vm.waitForExit({ timeoutMs: 120_000 });
+      expect(exit.signal).toBeNull();
+      // Nothing bootable was left: the first MiB is blank again.
+      const head = join(root, 'corrupt-head.raw');
+      await run('qemu-img', ['dd', '-f', 'qcow2', '-O', 'raw', 'bs=1M', 'count=1', `if=${vm.spec.diskPath}`, `of=${head}`]);
+      expect((await readFile(head)).every((byte) => byte === 0)).toBe(true);
+      expect(await vm.consoleTail(400)).not.toMatch(/Welcome to|login:/);
+    },
+    INSTALL_TIMEOUT_MS,
   );
 });
