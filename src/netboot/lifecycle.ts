@@ -28,6 +28,9 @@ export interface MachineStatus {
   reinstallHandled?: string;
   /** sha256 of the raw image last written and verified. */
   imageSha256?: string;
+  /** How long stage2 took to stream the image onto the disk, and to read it back. */
+  writeSeconds?: number;
+  verifySeconds?: number;
 }
 
 export type MachineEvent =
@@ -37,7 +40,7 @@ export type MachineEvent =
   | { type: 'writing'; disk: string }
   | { type: 'progress'; bytesWritten: number }
   /** stage2 read the image back and its sha256 matched. */
-  | { type: 'written'; imageSha256: string }
+  | { type: 'written'; imageSha256: string; writeSeconds?: number; verifySeconds?: number }
   /** The installed system's first boot reached its cloud-config's final stage. */
   | { type: 'booted' }
   | { type: 'joined' }
@@ -79,6 +82,7 @@ export function transition(status: MachineStatus, event: MachineEvent, now: Date
     case 'stage2-offered': {
       // A new install: later phases' times belong to the previous one.
       const { phaseTimes } = status;
+      // (a reinstall also drops the previous install's figures)
       const fresh: MachineStatus = {
         phase: 'booting',
         phaseTimes: { ...(phaseTimes.pending === undefined ? {} : { pending: phaseTimes.pending }), booting: now.toISOString() },
@@ -92,7 +96,14 @@ export function transition(status: MachineStatus, event: MachineEvent, now: Date
     case 'progress':
       return { status: { ...status, bytesWritten: event.bytesWritten }, applied: true };
     case 'written':
-      return { status: enter('written', { imageSha256: event.imageSha256 }), applied: true };
+      return {
+        status: enter('written', {
+          imageSha256: event.imageSha256,
+          ...(event.writeSeconds === undefined ? {} : { writeSeconds: event.writeSeconds }),
+          ...(event.verifySeconds === undefined ? {} : { verifySeconds: event.verifySeconds }),
+        }),
+        applied: true,
+      };
     case 'booted':
       if (status.phase === 'booted') return { status, applied: false };
       return { status: enter('booted'), applied: true };

@@ -10,7 +10,7 @@ import { silentReporter, type Reporter } from '../report/events.js';
 import { createNoCloudSeed } from '../vm/seeds.js';
 import { machineBootstrapToken, renderMetaData, renderUserData, renderVendorData, type CloudConfigSpec, type JoinSpec } from './cloud-config.js';
 import { dnsmasqArgs, IPXE_BIOS_FILE, IPXE_UEFI_FILE, renderDnsmasqConfig } from './dnsmasq-config.js';
-import { parseGpt, planSeedPartition, SECTOR_BYTES, type SeedPartitionPlan } from './gpt.js';
+import { parseGpt, planSeedPartition, type SeedPartitionPlan } from './gpt.js';
 import { ensureServedImage, type ServedImage } from './image.js';
 import { bootDecision, initialStatus, installId, transition, type MachineEvent, type MachineStatus } from './lifecycle.js';
 import { normalizeMac, type Machine } from './machines.js';
@@ -424,7 +424,7 @@ export function reportEvent(phase: string | null, form: URLSearchParams): Machin
     case 'progress':
       return { type: 'progress', bytesWritten: Number(form.get('bytesWritten') ?? 0) };
     case 'written':
-      return { type: 'written', imageSha256: form.get('sha256') ?? '' };
+      return { type: 'written', imageSha256: form.get('sha256') ?? '', ...seconds(form, 'writeSeconds'), ...seconds(form, 'verifySeconds') };
     case 'booted':
       return { type: 'booted' };
     case 'joined':
@@ -436,4 +436,7 @@ export function reportEvent(phase: string | null, form: URLSearchParams): Machin
   }
 }
 
-export { SECTOR_BYTES };
+function seconds(form: URLSearchParams, key: 'writeSeconds' | 'verifySeconds'): Partial<Record<typeof key, number>> {
+  const value = Number(form.get(key));
+  return form.has(key) && Number.isFinite(value) && value >= 0 ? { [key]: value } : {};
+}
