@@ -22,8 +22,9 @@ mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-echo "kib-stage2: running" > /dev/kmsg
-log() { echo "kib-stage2: $*"; echo "kib-stage2: $*" > /dev/kmsg 2>/dev/null; }
+# stdout is the console (the last console= on the command line, the serial port in VMs).
+log() { echo "kib-stage2: $*"; }
+log running
 
 for module in $(cat /etc/kib/modules); do
   insmod "/lib/modules/$module.ko" 2>/dev/null || log "module $module not loaded"

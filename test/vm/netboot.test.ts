@@ -87,7 +87,8 @@ describe('kib netboot', () => {
     const { ensureServedImage } = await import('../../src/netboot/image.js');
     const { cacheDir } = await import('../../src/core/dirs.js');
     await ensureStage2({ cacheDir: cacheDir() });
-    await ensureServedImage(fixture, { cacheDir: cacheDir() });
+    const served = await ensureServedImage(fixture, { cacheDir: cacheDir() });
+    await writeFile(join(root, 'image-size.json'), JSON.stringify({ sizeBytes: served.sizeBytes, zstSizeBytes: served.zstSizeBytes }));
     network = await createPrivateNetwork({ netns, bridgeAddress: `${BRIDGE}/24` });
     // A router advertisement needs an IPv6 address; without one iPXE waits ~14 s for IPv6 each boot.
     await run('ip', ['-n', netns, 'address', 'add', 'fd99::1/64', 'dev', 'br0', 'nodad']);
@@ -188,6 +189,41 @@ describe('kib netboot', () => {
     return path;
   }
 
+  /** When the console first shows a line (polled each 500 ms, so ±0.5 s), in ms after `since`. */
+  function watchConsole(vm: StartedVm, pattern: RegExp, since: number): { ms: () => number | undefined; stop: () => void } {
+    let seenAt: number | undefined;
+    const timer = setInterval(() => {
+      if (seenAt !== undefined) return;
+      void vm.consoleTail(400).then((tail) => {
+        if (seenAt === undefined && pattern.test(tail)) seenAt = Date.now() - since;
+      }, () => undefined);
+    }, 500);
+    return { ms: () => seenAt, stop: () => clearInterval(timer) };
+  }
+
+  const figures: Record<string, unknown>[] = [];
+
+  async function recordFigures(firmware: string, started: number, marks: { stage2?: number | undefined; writing: number; written: number; ssh: number; joined: number }, status: MachineStatus): Promise<string> {
+    const imageBytes = (JSON.parse(await readFile(join(root, 'image-size.json'), 'utf8')) as { sizeBytes: number }).sizeBytes;
+    const row = {
+      firmware,
+      stage2RunningS: marks.stage2 === undefined ? null : marks.stage2 / 1000,
+      writingS: (marks.writing - started) / 1000,
+      writtenS: (marks.written - started) / 1000,
+      sshS: (marks.ssh - started) / 1000,
+      joinedS: (marks.joined - started) / 1000,
+      imageBytes,
+      writeSeconds: status.writeSeconds ?? null,
+      verifySeconds: status.verifySeconds ?? null,
+      writeMBps: status.writeSeconds ? imageBytes / 1e6 / status.writeSeconds : null,
+      verifyMBps: status.verifySeconds ? imageBytes / 1e6 / status.verifySeconds : null,
+    };
+    figures.push(row);
+    const out = process.env.KIB_NETBOOT_BENCH_OUT;
+    if (out !== undefined && out !== '') await writeFile(out, `${JSON.stringify(figures, null, 2)}\n`);
+    return JSON.stringify(row);
+  }
+
   function target(machine: MachineCase): SshTarget {
     return { host: machine.ip, port: 22, user: 'kib', privateKeyPath: keys.privateKeyPath, netns };
   }
@@ -198,7 +234,9 @@ describe('kib netboot', () => {
       await startService(fixture);
       const started = Date.now();
       const vm = await bootMachine(BIOS, await blankDisk(BIOS.name));
+      const stage2 = watchConsole(vm, /kib-stage2: running/, started);
       await waitForPhase(BIOS.name, ['writing', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      stage2.stop();
       const writingAt = Date.now();
       const written = await waitForPhase(BIOS.name, ['written', 'failed'], vm, INSTALL_TIMEOUT_MS);
       expect(written.reason).toBeUndefined();
@@ -216,9 +254,7 @@ describe('kib netboot', () => {
       expect(times.every((time) => Number.isFinite(time))).toBe(true);
       expect([...times].sort((a, b) => a - b)).toEqual(times);
       expect(joined.imageSha256).toMatch(/^[0-9a-f]{64}$/);
-      await annotate(
-        `BIOS: QEMU start → writing ${((writingAt - started) / 1000).toFixed(1)} s, → written ${((writtenAt - started) / 1000).toFixed(1)} s, → SSH ${((sshAt - started) / 1000).toFixed(1)} s`,
-      );
+      await annotate(`BIOS: ${await recordFigures('bios', started, { stage2: stage2.ms(), writing: writingAt, written: writtenAt, ssh: sshAt, joined: Date.parse(joined.phaseTimes.joined!) }, joined)}`);
 
       // A PXE boot after the install (network first this time) is told to boot locally: no reimage.
       await vm.stop({ graceMs: 30_000 });
@@ -239,7 +275,9 @@ describe('kib netboot', () => {
       if (service === undefined || service.exitCode !== null) await startService(fixture);
       const started = Date.now();
       const vm = await bootMachine(UEFI, await blankDisk(UEFI.name));
+      const stage2 = watchConsole(vm, /kib-stage2: running/, started);
       await waitForPhase(UEFI.name, ['writing', 'failed'], vm, INSTALL_TIMEOUT_MS);
+      stage2.stop();
       const writingAt = Date.now();
       const written = await waitForPhase(UEFI.name, ['written', 'failed'], vm, INSTALL_TIMEOUT_MS);
       expect(written.phase, written.reason).toBe('written');
@@ -250,9 +288,7 @@ describe('kib netboot', () => {
       const joined = await waitForPhase(UEFI.name, ['joined', 'failed'], vm, INSTALL_TIMEOUT_MS);
       expect(joined.phase).toBe('joined');
       expect((await sshExec(target(UEFI), ['test', '-d', '/sys/firmware/efi'], { timeoutMs: 60_000 })).exitCode).toBe(0);
-      await annotate(
-        `UEFI: QEMU start → writing ${((writingAt - started) / 1000).toFixed(1)} s, → written ${((writtenAt - started) / 1000).toFixed(1)} s, → SSH ${((sshAt - started) / 1000).toFixed(1)} s`,
-      );
+      await annotate(`UEFI: ${await recordFigures('uefi', started, { stage2: stage2.ms(), writing: writingAt, written: writtenAt, ssh: sshAt, joined: Date.parse(joined.phaseTimes.joined!) }, joined)}`);
       await vm.stop({ graceMs: 30_000 });
     },
     INSTALL_TIMEOUT_MS * 2,
