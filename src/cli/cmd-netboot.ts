@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { cacheDir, stateDir } from '../core/dirs.js';
-import { loadMachineDir } from '../netboot/machines.js';
+import { connectMachineApi, type MachineApi } from '../netboot/kube.js';
+import { checkMachineSet, loadMachineDir, type Machine } from '../netboot/machines.js';
+import type { MachineStatus } from '../netboot/lifecycle.js';
 import { startNetboot } from '../netboot/service.js';
 import { stringOption } from './args.js';
 import { defineCommand } from './define.js';
@@ -10,12 +12,13 @@ import { CliReporter } from './reporting.js';
 
 export const netbootCommand = defineCommand({
   name: 'netboot',
-  usage: 'netboot --interface IF --machines DIR --image ARTIFACT [--proxy-dhcp] [--http-port N]',
+  usage: 'netboot --interface IF (--machines DIR | --kubeconfig FILE) --image ARTIFACT [--proxy-dhcp] [--http-port N]',
   summary: 'Install Machines that boot from the network: DHCP/TFTP (dnsmasq), iPXE, stage2 writes and verifies the image. Ctrl-C stops it.',
   help: [
     'Options:',
     '  --interface IF              the interface the Machines are on (its IPv4 address serves HTTP)',
     '  --machines DIR              a directory of Machine YAML files (apiVersion netboot.kib.dev/v1alpha1)',
+    '  --kubeconfig FILE           read Machines from the cluster (deploy/crd-machine.yaml) and write their status there',
     '  --image ARTIFACT            the disk image to install (raw or qcow2); served as raw+zstd',
     '  --proxy-dhcp                leave addresses to the DHCP server already on the network; answer PXE only',
     '  --http-port N               HTTP port (default 8080)',
@@ -31,6 +34,7 @@ export const netbootCommand = defineCommand({
   options: {
     interface: { type: 'string' },
     machines: { type: 'string' },
+    kubeconfig: { type: 'string' },
     image: { type: 'string' },
     'proxy-dhcp': { type: 'boolean' },
     'http-port': { type: 'string' },
@@ -43,8 +47,9 @@ export const netbootCommand = defineCommand({
     const iface = stringOption(parsed.values, 'interface');
     const machinesDir = stringOption(parsed.values, 'machines');
     const image = stringOption(parsed.values, 'image');
-    const missing = [iface === undefined ? '--interface' : '', machinesDir === undefined ? '--machines' : '', image === undefined ? '--image' : ''].filter((x) => x !== '');
-    if (iface === undefined || machinesDir === undefined || image === undefined) throw new UsageError(`kib netboot needs ${missing.join(', ')}`);
+    const kubeconfig = stringOption(parsed.values, 'kubeconfig');
+    const missing = [iface === undefined ? '--interface' : '', machinesDir === undefined && kubeconfig === undefined ? '--machines or --kubeconfig' : '', image === undefined ? '--image' : ''].filter((x) => x !== '');
+    if (iface === undefined || image === undefined || missing.length > 0) throw new UsageError(`kib netboot needs ${missing.join(', ')}`);
     const httpPort = Number(stringOption(parsed.values, 'http-port') ?? '8080');
     if (!Number.isInteger(httpPort) || httpPort < 1 || httpPort > 65535) throw new UsageError('--http-port must be a port number');
     const keysFile = stringOption(parsed.values, 'ssh-authorized-keys');
@@ -55,7 +60,9 @@ export const netbootCommand = defineCommand({
     const joinGiven = [endpoint, caHash, secretFile].filter((value) => value !== undefined).length;
     if (joinGiven !== 0 && joinGiven !== 3) throw new UsageError('--join-endpoint, --join-ca-cert-hash and --join-token-secret-file go together');
     if (caHash !== undefined && !/^sha256:[0-9a-f]{64}$/.test(caHash)) throw new UsageError('--join-ca-cert-hash must be sha256:<64 hex>');
-    const machines = await loadMachineDir(resolve(context.cwd, machinesDir));
+    const api: MachineApi | undefined = kubeconfig === undefined ? undefined : await connectMachineApi(resolve(context.cwd, kubeconfig));
+    const machines: Machine[] = [...(machinesDir === undefined ? [] : await loadMachineDir(resolve(context.cwd, machinesDir))), ...(api === undefined ? [] : await api.listMachines())];
+    checkMachineSet(machines);
     const reporter = new CliReporter({ ...parsed.globals, verbose: true }, context.stderr);
     const service = await startNetboot(
       {
@@ -67,6 +74,7 @@ export const netbootCommand = defineCommand({
         cacheDir: cacheDir(context.env),
         stateDir: stateDir(context.env),
         sshAuthorizedKeys: keys,
+        ...(api === undefined ? {} : { writeStatus: (name: string, status: MachineStatus) => api.writeStatus(name, status) }),
         ...(endpoint === undefined || caHash === undefined || secretFile === undefined
           ? {}
           : { join: { endpoint, caCertHash: caHash, tokenSecret: (await readFile(resolve(context.cwd, secretFile), 'utf8')).trim() } }),

@@ -37,6 +37,8 @@ export interface NetbootSpec {
   join?: Omit<JoinSpec, 'token'> & { tokenSecret: string };
   /** Where iPXE files come from (Debian's ipxe package). */
   ipxeDir?: string;
+  /** Also write every status change here (the Kubernetes status subresource); failures are logged. */
+  writeStatus?: (name: string, status: MachineStatus) => Promise<void>;
   /** Skip the check for another DHCP server (only where kib made the network itself). */
   skipDhcpProbe?: boolean;
 }
@@ -157,6 +159,9 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
       const temp = `${file}.tmp`;
       await writeFile(temp, `${JSON.stringify({ name: machine.metadata.name, macAddress: machine.spec.macAddress, status }, null, 2)}\n`);
       await rename(temp, file);
+      await spec.writeStatus?.(machine.metadata.name, status).catch((error: unknown) => {
+        log(`${machine.metadata.name}: writing status to the API failed: ${(error as Error).message}`, 'warn');
+      });
     });
     return writes;
   };
