@@ -39,6 +39,8 @@ export interface GptEntry {
 }
 
 export interface ParsedGpt {
+  /** LBA 0: the protective MBR (with the image's BIOS boot code). */
+  mbr: Buffer;
   header: GptHeader;
   /** The raw entry array. */
   entries: Buffer;
@@ -79,7 +81,7 @@ export function parseGpt(head: Buffer): ParsedGpt {
     if (typeGuid.every((byte) => byte === 0)) continue;
     used.push({ index, typeGuid, firstLba: entry.readBigUInt64LE(32), lastLba: entry.readBigUInt64LE(40) });
   }
-  return { header: parsed, entries, used };
+  return { mbr: Buffer.from(head.subarray(0, SECTOR_BYTES)), header: parsed, entries, used };
 }
 
 /** A GUID in text form → its on-disk mixed-endian bytes. */
@@ -91,7 +93,10 @@ export function guidBytes(text: string): Buffer {
 }
 
 export interface SeedPartitionPlan {
-  /** LBA 1 up to the end of the primary entry array: write at sector 1. */
+  /**
+   * LBA 0 up to the end of the primary entry array: write at sector 0. LBA 0 is the image's, with
+   * the protective partition resized to the disk.
+   */
   primary: Buffer;
   /** The backup entry array and header: write at `backupLba`. */
   backup: Buffer;
@@ -160,8 +165,13 @@ export function planSeedPartition(gpt: ParsedGpt, options: { diskBytes: bigint; 
   entries.copy(padded);
   // The primary keeps its entries where the image had them (LBA 2 in every image we write).
   const primaryGap = Buffer.alloc(Number(header.entriesLba - 2n) * SECTOR_BYTES);
+  const mbr = Buffer.from(gpt.mbr);
+  for (let slot = 0; slot < 4; slot += 1) {
+    const at = 446 + 16 * slot;
+    if (mbr[at + 4] === 0xee) mbr.writeUInt32LE(Number(lastLba > 0xffffffffn ? 0xffffffffn : lastLba), at + 12);
+  }
   return {
-    primary: Buffer.concat([makeHeader(1n, lastLba, header.entriesLba), primaryGap, padded]),
+    primary: Buffer.concat([mbr, makeHeader(1n, lastLba, header.entriesLba), primaryGap, padded]),
     backup: Buffer.concat([padded, makeHeader(lastLba, 1n, backupEntriesLba)]),
     backupLba: backupEntriesLba,
     seedLba,

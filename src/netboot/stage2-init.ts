@@ -146,7 +146,7 @@ if [ -n "$KIB_CIDATA_URL" ]; then
   . /tmp/cidata.plan
   wget -q -O - "$KIB_CIDATA_URL$DISK_BYTES/seed" | dd of="$DISK" bs=512 seek="$SEED_LBA" iflag=fullblock conv=notrunc,fsync 2>/dev/null || fail "cannot write the CIDATA partition"
   wget -q -O - "$KIB_CIDATA_URL$DISK_BYTES/backup" | dd of="$DISK" bs=512 seek="$BACKUP_LBA" iflag=fullblock conv=notrunc,fsync 2>/dev/null || fail "cannot write the backup GPT"
-  wget -q -O - "$KIB_CIDATA_URL$DISK_BYTES/primary" | dd of="$DISK" bs=512 seek=1 iflag=fullblock conv=notrunc,fsync 2>/dev/null || fail "cannot write the primary GPT"
+  wget -q -O - "$KIB_CIDATA_URL$DISK_BYTES/primary" | dd of="$DISK" bs=512 iflag=fullblock conv=notrunc,fsync 2>/dev/null || fail "cannot write the primary GPT"
 fi
 sync
 report written "sha256=$sum" "writeSeconds=$((written - start))" "verifySeconds=$((verified - written))"
