@@ -7,7 +7,8 @@ import { KibError } from '../core/errors.js';
  * boot"). The image's own GPT describes a disk as large as the image; the target disk is larger.
  * From the image's primary GPT and the target disk's size this computes a new primary GPT (LBA 1…)
  * with one more partition — the NoCloud seed, near the end of the disk — and the matching backup
- * GPT at the disk's last LBAs. LBA 0 (the protective MBR with the BIOS boot code) is kept.
+ * GPT at the disk's last LBAs. LBA 0 keeps the image's BIOS boot code; only its protective
+ * partition is resized to the disk (else tools warn of a size mismatch).
  * Placing the seed at the end leaves the space after the root partition free, so cloud-init's
  * growpart still grows the root up to the seed.
  *
