@@ -359,3 +359,73 @@ describe('kib netboot', () => {
     INSTALL_TIMEOUT_MS,
   );
 });
+
+describe('kib netboot beside another DHCP server', () => {
+  const a = `kibnbp-a-${process.pid}`;
+  const b = `kibnbp-b-${process.pid}`;
+  let root: string;
+  let network: PrivateNetwork | undefined;
+  let udhcpd: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kib-netboot-probe-'));
+    // stage2 is built outside the namespaces (it downloads the kernel package).
+    const { ensureStage2 } = await import('../../src/netboot/stage2.js');
+    const { cacheDir } = await import('../../src/core/dirs.js');
+    await ensureStage2({ cacheDir: cacheDir() });
+    // A foreign DHCP server (busybox udhcpd) in a second namespace, wired to the bridge by a veth.
+    network = await createPrivateNetwork({ netns: a, bridgeAddress: '10.78.0.1/24' });
+    await run('ip', ['netns', 'add', b]);
+    await run('ip', ['-n', a, 'link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth1', 'netns', b]);
+    await run('ip', ['-n', a, 'link', 'set', 'veth0', 'master', 'br0', 'up']);
+    await run('ip', ['-n', b, 'address', 'add', '10.78.0.2/24', 'dev', 'veth1']);
+    await run('ip', ['-n', b, 'link', 'set', 'veth1', 'up']);
+    await writeFile(join(root, 'udhcpd.conf'), `interface veth1\nstart 10.78.0.100\nend 10.78.0.150\nlease_file ${join(root, 'udhcpd.leases')}\n`);
+    await writeFile(join(root, 'udhcpd.leases'), '');
+    udhcpd = spawn('ip', ['netns', 'exec', b, 'busybox', 'udhcpd', '-f', join(root, 'udhcpd.conf')], { stdio: 'ignore' });
+    await mkdir(join(root, 'machines'));
+    await writeFile(
+      join(root, 'machines', 'm.yaml'),
+      'apiVersion: netboot.kib.dev/v1alpha1\nkind: Machine\nmetadata: {name: m1}\nspec: {macAddress: "52:54:00:78:00:11", ipAddress: 10.78.0.11}\n',
+    );
+  });
+
+  afterAll(async () => {
+    udhcpd?.kill('SIGTERM');
+    await network?.remove();
+    await run('ip', ['netns', 'delete', b], { allowFailure: true });
+    await rm(root, { recursive: true, force: true });
+  });
+
+  function runNetboot(extra: string[], untilServing: boolean): Promise<{ code: number | null; output: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(
+        'ip',
+        ['netns', 'exec', a, process.execPath, KIB_BIN, 'netboot', '--interface', 'br0', '--machines', join(root, 'machines'), '--image', join(root, 'image-not-read-before-the-probe.raw'), ...extra],
+        { env: { ...process.env, KIB_STATE_DIR: join(root, 'state') }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString();
+        if (untilServing && output.includes('kib netboot serving')) child.kill('SIGTERM');
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.on('exit', (code) => resolve({ code, output }));
+    });
+  }
+
+  it('refuses to start where another DHCP server answers on the interface', async () => {
+    const result = await runNetboot([], false);
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(/another DHCP server answers on br0/);
+    expect(result.output).toMatch(/--proxy-dhcp/);
+  }, 120_000);
+
+  it('with --proxy-dhcp it does not ask and goes on (here: to the image, which does not exist)', async () => {
+    const result = await runNetboot(['--proxy-dhcp'], true);
+    expect(result.output).not.toMatch(/another DHCP server/);
+    expect(result.output).not.toMatch(/asking on br0/);
+    expect(result.output).toMatch(/image-not-read-before-the-probe\.raw/);
+  }, 120_000);
+});
