@@ -158,7 +158,7 @@ describe('kib netboot', () => {
     for (;;) {
       const status = await readStatus(name).catch(() => undefined);
       if (status !== undefined && phases.includes(status.phase)) return status;
-      if (Date.now() > deadline) throw new Error(`${name} did not reach ${phases.join('|')} (now ${status?.phase ?? 'none'}); console:\n${await vm.consoleTail(40)}\nservice:\n${serviceLog.slice(-4000)}`);
+      if (!vm.isRunning() || Date.now() > deadline) throw new Error(`${name} did not reach ${phases.join('|')} (now ${status?.phase ?? 'none'}); console:\n${await vm.consoleTail(40)}\nservice:\n${serviceLog.slice(-4000)}`);
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
   }
