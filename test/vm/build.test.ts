@@ -62,6 +62,8 @@ describe('kib build (offline Debian 12 test base)', () => {
   let dirs: { root: string; env: Record<string, string> };
   let outputDir: string;
   let build: BuildOutput | undefined;
+  /** Wall time of each build, printed once at the end (the bench measures them properly). */
+  const wallMs: Record<string, number> = {};
 
   beforeAll(async () => {
     fixture = await ensureDebianFixture();
@@ -73,15 +75,18 @@ describe('kib build (offline Debian 12 test base)', () => {
   });
 
   afterAll(async () => {
+    if (Object.keys(wallMs).length > 1) console.log(`build wall times: ${Object.entries(wallMs).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
     expect(await qemuProcessesMentioning(dirs.root)).toEqual([]);
     await rm(dirs.root, { recursive: true, force: true });
   });
 
   it('builds, seals and exports the artifacts', async () => {
+    const started = performance.now();
     const result = await runKib(['build', '--config', 'examples/debian-12.yaml', '--base', fixture, '--output', outputDir, '--log-format', 'json', '--json'], { env: dirs.env });
     expect(result.exitCode, result.stderr.slice(-4000)).toBe(0);
     const output = JSON.parse(result.stdout) as BuildOutput;
     build = output;
+    wallMs.cold = performance.now() - started;
 
     const kinds = output.artifacts.map((a) => a.kind).sort();
     expect(kinds).toEqual(['containerdisk', 'manifest', 'qcow2', 'raw', 'sbom', 'sha256sums']);
@@ -331,7 +336,9 @@ describe('kib build (offline Debian 12 test base)', () => {
       expect(build, 'the cold build did not finish').toBeDefined();
       const before = await listTree(outputDir);
       const layersBefore = await listTree(join(dirs.env.KIB_CACHE_DIR ?? '', 'layers', 'entries'));
+      const started = performance.now();
       const result = await runKib(coldArgs(), { env: dirs.env });
+      wallMs.noop = performance.now() - started;
       expect(result.exitCode, result.stderr.slice(-3000)).toBe(0);
       const output = JSON.parse(result.stdout) as BuildOutput & { upToDate: boolean };
       expect(output.upToDate).toBe(true);
@@ -399,8 +406,10 @@ describe('kib build (offline Debian 12 test base)', () => {
 
     it('after a change read only by the last stage (the image name), only the last stage runs', async () => {
       const config = await configWith('renamed', (text) => text.replace(/^name: debian-12$/m, 'name: debian-12-renamed'));
+      const started = performance.now();
       const result = await runKib(['build', '--config', config, '--base', fixture, '--log-format', 'json', '--json'], { env: dirs.env });
       expect(result.exitCode, result.stderr.slice(-3000)).toBe(0);
+      wallMs.lastStageOnly = performance.now() - started;
       const starts = stageEvents(result.stderr).filter((e) => e.type === 'stage-start');
       expect(starts.map((e) => `${e.stage}:${e.hit ? 'hit' : 'run'}`)).toEqual(['os:hit', 'runtime:hit', 'kubernetes:hit', 'images:hit', 'finalize:run']);
       // The Ansible log of this build has no task of an earlier stage's roles.
