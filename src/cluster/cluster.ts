@@ -460,6 +460,7 @@ async function stopPid(pid: number | undefined, mustMention: string): Promise<vo
     } catch {
       // gone
     }
+    for (let i = 0; i < 100 && isProcessRunning(pid); i += 1) await new Promise((r) => setTimeout(r, 50));
   }
 }
 
