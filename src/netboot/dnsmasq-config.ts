@@ -30,6 +30,12 @@ export interface DnsmasqConfigSpec {
   routerAdvertisement: boolean;
   leaseFile: string;
   pidFile: string;
+  /**
+   * The user dnsmasq runs as: the one running kib. By default dnsmasq drops to `nobody`, which
+   * cannot reach kib's state directory (the TFTP root and lease file live there, under a home
+   * or a private temporary directory) and refuses to start.
+   */
+  user: string;
 }
 
 export const IPXE_BIOS_FILE = 'undionly.kpxe';
@@ -46,6 +52,7 @@ export function renderDnsmasqConfig(spec: DnsmasqConfigSpec): string {
     'port=0',
     `interface=${spec.interface}`,
     'bind-interfaces',
+    `user=${spec.user}`,
     'log-dhcp',
     `dhcp-leasefile=${spec.leaseFile}`,
     `pid-file=${spec.pidFile}`,

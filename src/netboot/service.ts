@@ -2,6 +2,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { CancelledError, KibError, MissingToolError } from '../core/errors.js';
@@ -359,6 +360,7 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
       routerAdvertisement: iface.ipv6,
       leaseFile: join(root, 'dnsmasq.leases'),
       pidFile: join(root, 'dnsmasq.pid'),
+      user: userInfo().username,
     }),
   );
   const dnsmasqLog = join(root, 'dnsmasq.log');

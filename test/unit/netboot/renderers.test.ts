@@ -24,6 +24,7 @@ const spec: DnsmasqConfigSpec = {
   routerAdvertisement: true,
   leaseFile: '/state/leases',
   pidFile: '/state/pid',
+  user: 'root',
 };
 
 describe('dnsmasq configuration', () => {
@@ -34,6 +35,7 @@ describe('dnsmasq configuration', () => {
         'port=0',
         'interface=br0',
         'bind-interfaces',
+        'user=root',
         'dhcp-range=10.77.0.0,static,255.255.255.0,infinite',
         'dhcp-host=52:54:00:00:00:01,10.77.0.11,a,infinite',
         'dhcp-host=52:54:00:00:00:02,10.77.0.12,b,infinite',
