@@ -59,6 +59,8 @@ export interface Stage2Instructions {
   allowWipe: boolean;
   /** Where stage2 fetches the CIDATA partition layout for a disk of N bytes (`<url>/<bytes>/`). */
   cidataUrl: string;
+  /** Measure the disk's raw streaming speed (zeros of the image's length, written and read back) first. */
+  measureDisk?: boolean;
 }
 
 /** Shell single-quoting: the value can hold anything but becomes one word. */
@@ -78,6 +80,7 @@ export function renderInstructions(instructions: Stage2Instructions): string {
     ['KIB_DISK_MODEL', instructions.diskModel],
     ['KIB_ALLOW_WIPE', instructions.allowWipe ? 'yes' : 'no'],
     ['KIB_CIDATA_URL', instructions.cidataUrl],
+    ['KIB_MEASURE_DISK', instructions.measureDisk === true ? 'yes' : 'no'],
   ];
   return `${entries.map(([key, value]) => `${key}=${shellQuote(value === undefined ? '' : String(value))}`).join('\n')}\n`;
 }
