@@ -163,7 +163,9 @@ function watchStream(watch: import('@kubernetes/client-node').Watch): WatchStrea
       watch
         .watch(
           path,
-          { resourceVersion, allowWatchBookmarks: true },
+          // The server ends the watch after timeoutSeconds (jittered, as informers do), so a
+          // connection that died without a word is noticed and the watch resumed.
+          { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 + Math.floor(Math.random() * 300) },
           (type: string, object: unknown) => onEvent({ type, object }),
           (error: unknown) => {
             signal.removeEventListener('abort', onAbort);

@@ -226,6 +226,7 @@ describe('Machines watched through the Kubernetes API (fake API server on loopba
       const watches = () => api.seen.filter((request) => request.url.includes('watch=true'));
       expect(watches()).toHaveLength(2);
       expect(watches().every((request) => request.url.includes('resourceVersion=10'))).toBe(true);
+      expect(watches().every((request) => /timeoutSeconds=\d+/.test(request.url) && request.url.includes('allowWatchBookmarks=true'))).toBe(true);
       expect(warnings.some((line) => /watch failed/.test(line))).toBe(true);
 
       // Not a Machine yet: no host line, and iPXE is told this MAC is unknown.
