@@ -10,9 +10,15 @@ export interface Stage2Urls {
   server: string;
 }
 
-/** Kernel command line of stage2: the console on serial and VGA, and where to ask. */
+/**
+ * Kernel command line of stage2: the initramfs by name, the console on serial and VGA, and where
+ * to ask. `initrd=initrd` names the image iPXE fetched (`--name initrd` below): under UEFI, iPXE
+ * releases before LoadFile2 support (Debian 12 ships a 2019 build) hand the initramfs to Linux's
+ * EFI stub only as a file the stub opens by the name on its command line; without it the kernel
+ * boots with no root and panics. Under BIOS the kernel ignores the parameter.
+ */
 export function stage2KernelArgs(machine: Machine, server: string): string {
-  return `console=tty0 console=ttyS0,115200 quiet kib.server=${server} kib.mac=${machine.spec.macAddress}`;
+  return `initrd=initrd console=tty0 console=ttyS0,115200 quiet kib.server=${server} kib.mac=${machine.spec.macAddress}`;
 }
 
 /**
@@ -28,7 +34,7 @@ export function renderIpxeScript(machine: Machine, decision: BootDecision, serve
     '#!ipxe',
     `echo kib netboot: installing ${machine.metadata.name}`,
     `kernel ${server}/stage2/vmlinuz ${stage2KernelArgs(machine, server)}`,
-    `initrd ${server}/stage2/initrd`,
+    `initrd --name initrd ${server}/stage2/initrd`,
     'boot',
     '',
   ].join('\n');

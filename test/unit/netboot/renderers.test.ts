@@ -95,8 +95,8 @@ describe('iPXE scripts and instructions', () => {
   it('chains to the per-MAC script, installs with stage2, or leaves to the local disk', () => {
     expect(renderChainScript('http://10.77.0.1:8080')).toBe('#!ipxe\nchain http://10.77.0.1:8080/ipxe/${netX/mac}\n');
     const install = renderIpxeScript(m, { kind: 'stage2' }, 'http://s:1');
-    expect(install).toContain('kernel http://s:1/stage2/vmlinuz console=tty0 console=ttyS0,115200 quiet kib.server=http://s:1 kib.mac=52:54:00:00:00:01\n');
-    expect(install).toContain('initrd http://s:1/stage2/initrd\nboot\n');
+    expect(install).toContain('kernel http://s:1/stage2/vmlinuz initrd=initrd console=tty0 console=ttyS0,115200 quiet kib.server=http://s:1 kib.mac=52:54:00:00:00:01\n');
+    expect(install).toContain('initrd --name initrd http://s:1/stage2/initrd\nboot\n');
     const local = renderIpxeScript(m, { kind: 'local', why: 'node-1 is joined' }, 'http://s:1');
     expect(local).toMatch(/exit\n$/);
     expect(local).not.toContain('kernel');
