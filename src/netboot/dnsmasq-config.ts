@@ -3,7 +3,9 @@ import type { Machine } from './machines.js';
 /**
  * dnsmasq's configuration for netboot (Debian's dnsmasq-base; DHCP and TFTP only, DNS off).
  * Settings and why (measured, see docs/netboot.md):
- * - one `dhcp-host` per Machine and `dhcp-ignore=tag:!known`: unknown MACs get no answer;
+ * - one `dhcp-host` line per Machine, in a `dhcp-hostsfile` (dnsmasq re-reads it on SIGHUP, so
+ *   Machines added or removed while the service runs take effect without a restart), and
+ *   `dhcp-ignore=tag:!known`: unknown MACs get no answer;
  * - infinite leases: a node keeps its address when the server is down (the provisioner this
  *   descends from gave 1 h leases from the cluster it provisioned);
  * - firmware PXE clients (vendor class PXEClient) get iPXE over TFTP: `undionly.kpxe` (BIOS) or
@@ -24,7 +26,8 @@ export interface DnsmasqConfigSpec {
   netmask: string;
   httpPort: number;
   tftpRoot: string;
-  machines: readonly Machine[];
+  /** The file of per-Machine host lines (renderDnsmasqHosts); re-read on SIGHUP. */
+  hostsFile: string;
   proxyDhcp: boolean;
   /** Send router advertisements (needs an IPv6 address on the interface). */
   routerAdvertisement: boolean;
@@ -64,10 +67,8 @@ export function renderDnsmasqConfig(spec: DnsmasqConfigSpec): string {
   } else {
     lines.push(`dhcp-range=${spec.network},static,${spec.netmask},infinite`, 'dhcp-authoritative');
   }
-  for (const machine of spec.machines) {
-    lines.push(`dhcp-host=${machine.spec.macAddress},${machine.spec.ipAddress},${machine.metadata.name},infinite`);
-  }
   lines.push(
+    `dhcp-hostsfile=${spec.hostsFile}`,
     'dhcp-ignore=tag:!known',
     'dhcp-vendorclass=set:pxe,PXEClient',
     'dhcp-userclass=set:ipxe,iPXE',
@@ -93,6 +94,11 @@ export function renderDnsmasqConfig(spec: DnsmasqConfigSpec): string {
   }
   if (spec.routerAdvertisement) lines.push('enable-ra', `dhcp-range=::,constructor:${spec.interface},ra-only`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The dhcp-hostsfile: one `MAC,ADDRESS,NAME,infinite` line per Machine (the form of `dhcp-host=`). */
+export function renderDnsmasqHosts(machines: readonly Machine[]): string {
+  return machines.map((machine) => `${machine.spec.macAddress},${machine.spec.ipAddress},${machine.metadata.name},infinite\n`).join('');
 }
 
 /** dnsmasq's argv: the config file, in the foreground, logging to stderr. */

@@ -31,13 +31,24 @@ export interface MachineStatus {
   /** How long stage2 took to stream the image onto the disk, and to read it back. */
   writeSeconds?: number;
   verifySeconds?: number;
+  /**
+   * The disk's raw streaming speed, measured by stage2 before it wrote the image, when the service
+   * asked for it (`--measure-disk`): `bytes` of zeros written with O_DIRECT and read back.
+   */
+  diskSpeed?: DiskSpeed;
+}
+
+export interface DiskSpeed {
+  bytes: number;
+  writeSeconds: number;
+  readSeconds: number;
 }
 
 export type MachineEvent =
   /** iPXE asked for its script and was given stage2. */
   | { type: 'stage2-offered'; reinstall?: string }
   /** stage2 runs, fetched its instructions, and starts writing to `disk`. */
-  | { type: 'writing'; disk: string }
+  | { type: 'writing'; disk: string; diskSpeed?: DiskSpeed }
   | { type: 'progress'; bytesWritten: number }
   /** stage2 read the image back and its sha256 matched. */
   | { type: 'written'; imageSha256: string; writeSeconds?: number; verifySeconds?: number }
@@ -92,7 +103,7 @@ export function transition(status: MachineStatus, event: MachineEvent, now: Date
     }
     case 'writing':
       if (status.phase === 'writing') return { status: { ...status, disk: event.disk }, applied: true };
-      return { status: enter('writing', { disk: event.disk, bytesWritten: 0 }), applied: true };
+      return { status: enter('writing', { disk: event.disk, bytesWritten: 0, ...(event.diskSpeed === undefined ? {} : { diskSpeed: event.diskSpeed }) }), applied: true };
     case 'progress':
       return { status: { ...status, bytesWritten: event.bytesWritten }, applied: true };
     case 'written':

@@ -10,9 +10,15 @@ export interface Stage2Urls {
   server: string;
 }
 
-/** Kernel command line of stage2: the console on serial and VGA, and where to ask. */
+/**
+ * Kernel command line of stage2: the initramfs by name, the console on serial and VGA, and where
+ * to ask. `initrd=initrd` names the image iPXE fetched (`--name initrd` below): under UEFI, iPXE
+ * releases before LoadFile2 support (Debian 12 ships a 2019 build) hand the initramfs to Linux's
+ * EFI stub only as a file the stub opens by the name on its command line; without it the kernel
+ * boots with no root and panics. Under BIOS the kernel ignores the parameter.
+ */
 export function stage2KernelArgs(machine: Machine, server: string): string {
-  return `console=tty0 console=ttyS0,115200 quiet kib.server=${server} kib.mac=${machine.spec.macAddress}`;
+  return `initrd=initrd console=tty0 console=ttyS0,115200 quiet kib.server=${server} kib.mac=${machine.spec.macAddress}`;
 }
 
 /**
@@ -28,7 +34,7 @@ export function renderIpxeScript(machine: Machine, decision: BootDecision, serve
     '#!ipxe',
     `echo kib netboot: installing ${machine.metadata.name}`,
     `kernel ${server}/stage2/vmlinuz ${stage2KernelArgs(machine, server)}`,
-    `initrd ${server}/stage2/initrd`,
+    `initrd --name initrd ${server}/stage2/initrd`,
     'boot',
     '',
   ].join('\n');
@@ -59,6 +65,8 @@ export interface Stage2Instructions {
   allowWipe: boolean;
   /** Where stage2 fetches the CIDATA partition layout for a disk of N bytes (`<url>/<bytes>/`). */
   cidataUrl: string;
+  /** Measure the disk's raw streaming speed (zeros of the image's length, written and read back) first. */
+  measureDisk?: boolean;
 }
 
 /** Shell single-quoting: the value can hold anything but becomes one word. */
@@ -78,6 +86,7 @@ export function renderInstructions(instructions: Stage2Instructions): string {
     ['KIB_DISK_MODEL', instructions.diskModel],
     ['KIB_ALLOW_WIPE', instructions.allowWipe ? 'yes' : 'no'],
     ['KIB_CIDATA_URL', instructions.cidataUrl],
+    ['KIB_MEASURE_DISK', instructions.measureDisk === true ? 'yes' : 'no'],
   ];
   return `${entries.map(([key, value]) => `${key}=${shellQuote(value === undefined ? '' : String(value))}`).join('\n')}\n`;
 }

@@ -1,21 +1,21 @@
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream';
 import { CancelledError, KibError, MissingToolError } from '../core/errors.js';
 import { findTool, lastLines, run, spawnDaemon, type StartedDaemon } from '../process/index.js';
 import { silentReporter, type Reporter } from '../report/events.js';
-import { createNoCloudSeed } from '../vm/seeds.js';
-import { machineBootstrapToken, renderMetaData, renderUserData, renderVendorData, type CloudConfigSpec, type JoinSpec } from './cloud-config.js';
-import { dnsmasqArgs, IPXE_BIOS_FILE, IPXE_UEFI_FILE, renderDnsmasqConfig } from './dnsmasq-config.js';
-import { parseGpt, planSeedPartition, type SeedPartitionPlan } from './gpt.js';
+import type { JoinSpec } from './cloud-config.js';
+import { dnsmasqArgs, IPXE_BIOS_FILE, IPXE_UEFI_FILE, renderDnsmasqConfig, renderDnsmasqHosts } from './dnsmasq-config.js';
+import { parseGpt } from './gpt.js';
+import { createNetbootHandler, machineTokenSource } from './http.js';
 import { ensureServedImage, type ServedImage } from './image.js';
-import { bootDecision, initialStatus, installId, transition, type MachineEvent, type MachineStatus } from './lifecycle.js';
-import { normalizeMac, type Machine } from './machines.js';
-import { renderChainScript, renderInstructions, renderIpxeScript, renderUnknownIpxeScript } from './scripts.js';
+import type { BootstrapTokenSpec } from './kube.js';
+import type { MachineEvent, MachineStatus } from './lifecycle.js';
+import type { Machine } from './machines.js';
+import { MachineRegistry, type SetChange } from './registry.js';
 import { ensureStage2, type Stage2Files } from './stage2.js';
 
 /**
@@ -35,7 +35,16 @@ export interface NetbootSpec {
   cacheDir: string;
   stateDir: string;
   sshAuthorizedKeys: readonly string[];
-  join?: Omit<JoinSpec, 'token'> & { tokenSecret: string };
+  join?: Omit<JoinSpec, 'token'> & {
+    /** The secret each Machine's token is derived from (with its name and install). */
+    tokenSecret: string;
+    /** Creates the token in the cluster being joined (the Kubernetes API); without it the operator does. */
+    createToken?: (token: BootstrapTokenSpec) => Promise<void>;
+    /** How long a created token lives (default 24 h, kubeadm's default). */
+    tokenTtlMs?: number;
+  };
+  /** Ask stage2 to measure the disk's raw streaming speed before it writes (benchmarks; doubles the disk time). */
+  measureDisk?: boolean;
   /** Where iPXE files come from (Debian's ipxe package). */
   ipxeDir?: string;
   /** Also write every status change here (the Kubernetes status subresource); failures are logged. */
@@ -56,6 +65,11 @@ export interface StartedNetboot extends AsyncDisposable {
   readonly image: ServedImage;
   readonly stage2: Stage2Files;
   status(name: string): MachineStatus | undefined;
+  /**
+   * Replaces the Machines served (a watch event): new ones are served from the next request and
+   * DHCP answer on, removed ones no longer are (their state files stay).
+   */
+  setMachines(machines: readonly Machine[]): Promise<SetChange>;
   /** Ends when dnsmasq exits on its own (an error) or the service is closed. */
   readonly done: Promise<void>;
   close(): Promise<void>;
@@ -134,7 +148,8 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
 
   const stage2 = await ensureStage2({ cacheDir: spec.cacheDir, reporter, ...(options.signal === undefined ? {} : { signal: options.signal }) });
   const image = await ensureServedImage(spec.imagePath, { cacheDir: spec.cacheDir, reporter, ...(options.signal === undefined ? {} : { signal: options.signal }) });
-  const imageGpt = parseGpt(image.head);
+  // An image without a GPT cannot get its CIDATA partition: fail now, not when the first Machine asks.
+  parseGpt(image.head);
 
   const root = join(spec.stateDir, 'netboot');
   const machinesDir = join(root, 'machines');
@@ -145,193 +160,57 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
   await mkdir(seedsDir, { recursive: true });
   for (const file of [IPXE_BIOS_FILE, IPXE_UEFI_FILE]) await copyFile(join(ipxeDir, file), join(tftpRoot, file));
 
-  const byMac = new Map(spec.machines.map((machine) => [machine.spec.macAddress, machine]));
-  const byIp = new Map(spec.machines.map((machine) => [machine.spec.ipAddress, machine]));
-  const statuses = new Map<string, MachineStatus>();
-  for (const machine of spec.machines) {
-    const file = join(machinesDir, `${machine.metadata.name}.json`);
-    const saved = existsSync(file) ? (JSON.parse(await readFile(file, 'utf8')) as { status?: MachineStatus }).status : undefined;
-    statuses.set(machine.metadata.name, saved ?? initialStatus(new Date()));
-  }
-  let writes = Promise.resolve();
-  const persist = (machine: Machine, status: MachineStatus): Promise<void> => {
-    const file = join(machinesDir, `${machine.metadata.name}.json`);
-    writes = writes.then(async () => {
-      const temp = `${file}.tmp`;
-      await writeFile(temp, `${JSON.stringify({ name: machine.metadata.name, macAddress: machine.spec.macAddress, status }, null, 2)}\n`);
-      await rename(temp, file);
-      await spec.writeStatus?.(machine.metadata.name, status).catch((error: unknown) => {
-        log(`${machine.metadata.name}: writing status to the API failed: ${(error as Error).message}`, 'warn');
-      });
-    });
-    return writes;
+  const registry = new MachineRegistry({
+    machinesDir,
+    log,
+    ...(spec.writeStatus === undefined ? {} : { writeStatus: spec.writeStatus }),
+    ...(options.onStatus === undefined ? {} : { onStatus: options.onStatus }),
+    reject: (machine) =>
+      !spec.proxyDhcp && networkOfMask(machine.spec.ipAddress, netmask) !== network ? `${machine.spec.ipAddress} is outside ${network}/${iface.prefix} on ${spec.interface}` : undefined,
+  });
+  await registry.replace(spec.machines);
+  const hostsFile = join(root, 'dnsmasq.hosts');
+  const writeHosts = async (): Promise<void> => {
+    await writeFile(`${hostsFile}.tmp`, renderDnsmasqHosts(registry.list()));
+    await rename(`${hostsFile}.tmp`, hostsFile);
   };
-  for (const machine of spec.machines) await persist(machine, statuses.get(machine.metadata.name)!);
-  const apply = async (machine: Machine, event: MachineEvent): Promise<MachineStatus> => {
-    const name = machine.metadata.name;
-    const result = transition(statuses.get(name)!, event, new Date());
-    if (!result.applied) {
-      log(`${name}: ignored ${event.type} in phase ${statuses.get(name)!.phase}`, 'debug');
-      return result.status;
-    }
-    statuses.set(name, result.status);
-    await persist(machine, result.status);
-    if (event.type !== 'progress') log(`${name}: ${result.status.phase}${result.status.reason === undefined ? '' : ` (${result.status.reason})`}`);
-    options.onStatus?.({ machine: name, status: result.status, event });
-    return result.status;
-  };
+  await writeHosts();
 
   const server = `http://${iface.address}:${spec.httpPort}`;
-  const cloudSpec = (machine: Machine): CloudConfigSpec => {
-    const status = statuses.get(machine.metadata.name)!;
-    const id = installId(status);
-    return {
-      machine,
-      server,
-      sshAuthorizedKeys: spec.sshAuthorizedKeys,
-      installId: id,
-      ...(spec.join === undefined
-        ? {}
-        : {
-            join: {
-              endpoint: spec.join.endpoint,
-              caCertHash: spec.join.caCertHash,
-              token: machineBootstrapToken(spec.join.tokenSecret, machine.metadata.name, id),
-              ...(spec.join.certificateKey === undefined ? {} : { certificateKey: spec.join.certificateKey }),
-            },
-          }),
-    };
-  };
-  const seeds = new Map<string, Promise<string>>();
-  const seedIso = (machine: Machine): Promise<string> => {
-    const cloud = cloudSpec(machine);
-    const key = `${machine.metadata.name}-${cloud.installId}`;
-    let seed = seeds.get(key);
-    if (seed === undefined) {
-      seed = createNoCloudSeed({ dir: join(seedsDir, key), userData: renderUserData(cloud), metaData: renderMetaData(cloud) });
-      seeds.set(key, seed);
-    }
-    return seed;
-  };
-  const seedPlan = async (machine: Machine, diskBytes: bigint): Promise<{ plan: SeedPartitionPlan; iso: string }> => {
-    const iso = await seedIso(machine);
-    const plan = planSeedPartition(imageGpt, {
-      diskBytes,
-      imageBytes: BigInt(image.sizeBytes),
-      seedBytes: (await stat(iso)).size,
-      uniqueSeed: `${machine.metadata.name}/${installId(statuses.get(machine.metadata.name)!)}`,
-    });
-    return { plan, iso };
-  };
-
-  const text = (response: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
-    response.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-    response.end(body);
-  };
-  const sendFile = async (request: IncomingMessage, response: ServerResponse, path: string): Promise<void> => {
-    const size = (await stat(path)).size;
-    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
-    if (request.method === 'HEAD') {
-      response.end();
-      return;
-    }
-    await new Promise<void>((resolve) => pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), response, () => resolve()));
-  };
-  const readBody = async (request: IncomingMessage): Promise<string> => {
-    let body = '';
-    for await (const chunk of request) {
-      body += String(chunk);
-      if (body.length > 64 * 1024) break;
-    }
-    return body;
-  };
-
-  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    const url = new URL(request.url ?? '/', 'http://netboot');
-    const parts = url.pathname.split('/').filter((part) => part !== '').map(decodeURIComponent);
-    const remote = (request.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    log(`${request.method ?? '?'} ${url.pathname} from ${remote}`, 'debug');
-    const machineOf = (text: string | undefined): Machine | undefined => {
-      const mac = text === undefined ? undefined : normalizeMac(text);
-      return mac === undefined ? undefined : byMac.get(mac);
-    };
-    const [first, second, third, fourth] = parts;
-    if (request.method === 'GET' || request.method === 'HEAD') {
-      if (first === 'boot.ipxe' && parts.length === 1) return text(response, 200, renderChainScript(server));
-      if (first === 'ipxe' && parts.length === 2) {
-        const machine = machineOf(second);
-        if (machine === undefined) {
-          log(`iPXE script asked for unknown MAC ${second ?? ''} from ${remote}`, 'warn');
-          return text(response, 200, renderUnknownIpxeScript());
-        }
-        const decision = bootDecision(machine, statuses.get(machine.metadata.name)!);
-        if (decision.kind === 'stage2') await apply(machine, { type: 'stage2-offered', ...(decision.reinstall === undefined ? {} : { reinstall: decision.reinstall }) });
-        else log(`${machine.metadata.name}: network boot refused, ${decision.why}`);
-        return text(response, 200, renderIpxeScript(machine, decision, server));
-      }
-      if (first === 'stage2' && parts.length === 2) {
-        if (second === 'vmlinuz') return sendFile(request, response, stage2.kernelPath);
-        if (second === 'initrd') return sendFile(request, response, stage2.initrdPath);
-      }
-      if (first === 'image' && second === `${image.sha256}.raw.zst` && parts.length === 2) return sendFile(request, response, image.zstPath);
-      if (first === 'instructions' && parts.length === 2) {
-        const machine = machineOf(second);
-        if (machine === undefined) return text(response, 404, 'unknown MAC\n');
-        const disk = machine.spec.disk;
-        return text(
-          response,
-          200,
-          renderInstructions({
-            name: machine.metadata.name,
-            imageUrl: `${server}/image/${image.sha256}.raw.zst`,
-            imageSha256: image.sha256,
-            imageSizeBytes: image.sizeBytes,
-            ...(disk.path === undefined ? {} : { diskPath: disk.path }),
-            ...(disk.minSizeBytes === undefined ? {} : { diskMinSizeBytes: disk.minSizeBytes }),
-            ...(disk.model === undefined ? {} : { diskModel: disk.model }),
-            allowWipe: machine.spec.allowWipe,
-            cidataUrl: `${server}/cidata/${machine.spec.macAddress}/`,
-          }),
-        );
-      }
-      if (first === 'cidata' && parts.length === 4 && third !== undefined && /^\d+$/.test(third)) {
-        const machine = machineOf(second);
-        if (machine === undefined) return text(response, 404, 'unknown MAC\n');
-        const { plan, iso } = await seedPlan(machine, BigInt(third));
-        if (fourth === 'plan') return text(response, 200, `SEED_LBA=${plan.seedLba}\nSEED_SECTORS=${plan.seedSectors}\nBACKUP_LBA=${plan.backupLba}\nSEED_PARTITION=${plan.partitionNumber}\n`);
-        if (fourth === 'seed') return sendFile(request, response, iso);
-        if (fourth === 'primary') return sendBuffer(response, plan.primary);
-        if (fourth === 'backup') return sendBuffer(response, plan.backup);
-      }
-      if (first === 'nocloud') {
-        // /nocloud/<name>/<file>, or /nocloud/<file> mapped from the requesting address.
-        const machine = parts.length === 3 ? spec.machines.find((m) => m.metadata.name === second) : parts.length === 2 ? byIp.get(remote) : undefined;
-        const file = parts.length === 3 ? third : second;
-        if (machine !== undefined) {
-          const cloud = cloudSpec(machine);
-          if (file === 'meta-data') return text(response, 200, renderMetaData(cloud));
-          if (file === 'user-data') return text(response, 200, renderUserData(cloud));
-          if (file === 'vendor-data') return text(response, 200, renderVendorData());
-        }
-      }
-    }
-    if (request.method === 'POST' && first === 'report' && parts.length === 2) {
-      const machine = machineOf(second);
-      if (machine === undefined) return text(response, 404, 'unknown MAC\n');
-      const form = new URLSearchParams(await readBody(request));
-      const phase = url.searchParams.get('phase') ?? form.get('phase');
-      const event = reportEvent(phase, form);
-      if (event === undefined) return text(response, 400, `unknown phase ${String(phase)}\n`);
-      const status = await apply(machine, event);
-      return text(response, 200, `${JSON.stringify(status)}\n`, 'application/json');
-    }
-    return text(response, 404, 'not found\n');
-  };
+  const joinSpec = spec.join;
+  const handler = createNetbootHandler({
+    registry,
+    image,
+    stage2,
+    server,
+    seedsDir,
+    sshAuthorizedKeys: spec.sshAuthorizedKeys,
+    log,
+    ...(spec.measureDisk === true ? { measureDisk: true } : {}),
+    ...(joinSpec === undefined
+      ? {}
+      : {
+          join: {
+            endpoint: joinSpec.endpoint,
+            caCertHash: joinSpec.caCertHash,
+            ...(joinSpec.certificateKey === undefined ? {} : { certificateKey: joinSpec.certificateKey }),
+            token: machineTokenSource({
+              tokenSecret: joinSpec.tokenSecret,
+              log,
+              ...(joinSpec.createToken === undefined ? {} : { createToken: joinSpec.createToken }),
+              ...(joinSpec.tokenTtlMs === undefined ? {} : { ttlMs: joinSpec.tokenTtlMs }),
+            }),
+          },
+        }),
+  });
 
   const http = createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
+    handler(request, response).catch((error: unknown) => {
       log(`HTTP ${request.url ?? ''}: ${(error as Error).message}`, 'warn');
-      if (!response.headersSent) text(response, 500, `${(error as Error).message}\n`);
+      if (!response.headersSent) {
+        response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        response.end(`${(error as Error).message}\n`);
+      }
       else response.destroy();
     });
   });
@@ -355,7 +234,7 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
       netmask,
       httpPort: spec.httpPort,
       tftpRoot,
-      machines: spec.machines,
+      hostsFile,
       proxyDhcp: spec.proxyDhcp,
       routerAdvertisement: iface.ipv6,
       leaseFile: join(root, 'dnsmasq.leases'),
@@ -375,7 +254,7 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
     for (const socket of sockets) socket.destroy();
     throw error;
   }
-  log(`netboot on ${spec.interface} (${iface.address}): HTTP ${server}, ${spec.machines.length} Machine(s), ${spec.proxyDhcp ? 'proxy-DHCP' : 'DHCP'}, image sha256 ${image.sha256}`);
+  log(`netboot on ${spec.interface} (${iface.address}): HTTP ${server}, ${registry.list().length} Machine(s), ${spec.proxyDhcp ? 'proxy-DHCP' : 'DHCP'}, image sha256 ${image.sha256}`);
 
   let closing: Promise<void> | undefined;
   let markClosed = (): void => undefined;
@@ -389,7 +268,8 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
         http.close(() => resolve());
         for (const socket of sockets) socket.destroy();
       });
-      await writes;
+      await updating;
+      await registry.flushed();
       markClosed();
     })();
     return closing;
@@ -406,44 +286,35 @@ export async function startNetboot(spec: NetbootSpec, options: NetbootOptions = 
     closed,
   ]).finally(() => options.signal?.removeEventListener('abort', onAbort));
 
+  // A new set of Machines: the registry (HTTP looks Machines up on every request), then dnsmasq's
+  // hosts file and SIGHUP, which makes dnsmasq re-read it. Updates are serialized.
+  let updating: Promise<unknown> = Promise.resolve();
+  const setMachines = (machines: readonly Machine[]): Promise<SetChange> => {
+    const next = updating.then(async () => {
+      const change = await registry.replace(machines);
+      if (change.added.length + change.removed.length + change.changed.length === 0) return change;
+      await writeHosts();
+      if (dnsmasq.isRunning()) process.kill(dnsmasq.pid, 'SIGHUP');
+      const parts = [['added', change.added], ['removed', change.removed], ['changed', change.changed]].filter(([, names]) => names!.length > 0);
+      log(`Machines ${parts.map(([what, names]) => `${what as string}: ${(names as string[]).join(', ')}`).join('; ')}; dnsmasq re-reads its hosts`);
+      return change;
+    });
+    updating = next.catch(() => undefined);
+    return next;
+  };
+
   return {
     url: server,
     serverAddress: iface.address,
     image,
     stage2,
-    status: (name) => statuses.get(name),
+    status: (name) => registry.status(name),
+    setMachines,
     done,
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
-function sendBuffer(response: ServerResponse, data: Buffer): void {
-  response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
-  response.end(data);
-}
-
-/** A report's form → an event; undefined for an unknown phase. */
-export function reportEvent(phase: string | null, form: URLSearchParams): MachineEvent | undefined {
-  switch (phase) {
-    case 'writing':
-      return { type: 'writing', disk: form.get('disk') ?? 'unknown' };
-    case 'progress':
-      return { type: 'progress', bytesWritten: Number(form.get('bytesWritten') ?? 0) };
-    case 'written':
-      return { type: 'written', imageSha256: form.get('sha256') ?? '', ...seconds(form, 'writeSeconds'), ...seconds(form, 'verifySeconds') };
-    case 'booted':
-      return { type: 'booted' };
-    case 'joined':
-      return { type: 'joined' };
-    case 'failed':
-      return { type: 'failed', reason: (form.get('reason') ?? 'stage2 reported a failure').slice(0, 500) };
-    default:
-      return undefined;
-  }
-}
-
-function seconds(form: URLSearchParams, key: 'writeSeconds' | 'verifySeconds'): Partial<Record<typeof key, number>> {
-  const value = Number(form.get(key));
-  return form.has(key) && Number.isFinite(value) && value >= 0 ? { [key]: value } : {};
-}
+/** Kept here for callers that imported it from the service. */
+export { reportEvent } from './http.js';

@@ -5,12 +5,14 @@
  * 3. fetches its instructions from `kib.server` (`/instructions/<mac>`, shell variables);
  * 4. picks the disk by the Machine's hints and refuses one whose first MiB is not blank unless a
  *    wipe is allowed;
- * 5. streams `wget | zstd -dc | dd bs=4M` (busybox `head -c` and fifos ran at 1–4 MB/s under
+ * 5. when asked (benchmarks), first measures the disk's raw streaming speed: zeros of the image's
+ *    length written with O_DIRECT and read back, the same block size and flags as the install;
+ * 6. streams `wget | zstd -dc | dd bs=4M` (busybox `head -c` and fifos ran at 1–4 MB/s under
  *    TCG; dd with 4 MiB blocks keeps up with the disk), reporting progress from the block
  *    device's write counter;
- * 6. reads back exactly the image's length with O_DIRECT (so the page cache cannot answer) and
+ * 7. reads back exactly the image's length with O_DIRECT (so the page cache cannot answer) and
  *    compares its sha256 with the served one;
- * 7. on a match writes the per-Machine CIDATA partition and the new GPT, reports `written`,
+ * 8. on a match writes the per-Machine CIDATA partition and the new GPT, reports `written`,
  *    syncs and reboots; on any failure reports `failed` with the reason, blanks the first MiB
  *    (nothing half-written can boot) and powers off.
  * Reports are form POSTs to `/report/<mac>`.
@@ -119,7 +121,23 @@ if ! cmp -s -n 1048576 "$DISK" /dev/zero; then
   log "disk $DISK holds data; overwriting it (spec.allowWipe)"
 fi
 
-report writing "disk=$DISK" "diskBytes=$DISK_BYTES"
+# Times from /proc/uptime (10 ms resolution; busybox date has whole seconds only).
+now() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+MEASURED=
+if [ "$KIB_MEASURE_DISK" = yes ]; then
+  log "measuring $DISK: $KIB_IMAGE_SIZE bytes of zeros written and read back"
+  t0=$(now)
+  dd if=/dev/zero of="$DISK" bs=4M iflag=count_bytes count="$KIB_IMAGE_SIZE" oflag=direct 2>/dev/null || fail "cannot write to $DISK"
+  sync
+  t1=$(now)
+  dd if="$DISK" of=/dev/null bs=4M iflag=direct,count_bytes count="$KIB_IMAGE_SIZE" 2>/dev/null || fail "cannot read $DISK"
+  t2=$(now)
+  MEASURED="streamBytes=$KIB_IMAGE_SIZE&streamWriteSeconds=$(elapsed "$t0" "$t1")&streamReadSeconds=$(elapsed "$t1" "$t2")"
+  log "streaming: written in $(elapsed "$t0" "$t1") s, read in $(elapsed "$t1" "$t2") s"
+fi
+
+report writing "disk=$DISK" "diskBytes=$DISK_BYTES" $MEASURED
 sectors_written() { awk '{print $7}' "/sys/block/\${DISK##*/}/stat"; }
 base=$(sectors_written)
 (
@@ -129,15 +147,15 @@ base=$(sectors_written)
 ) &
 PROGRESS=$!
 WROTE=yes
-start=$(date +%s)
+start=$(now)
 wget -q -O - "$KIB_IMAGE_URL" | zstd -q -dc | dd of="$DISK" bs=4M iflag=fullblock oflag=direct 2>/tmp/dd.log
 kill $PROGRESS 2>/dev/null
 sync
-written=$(date +%s)
+written=$(now)
 # Exactly the image's length, read with O_DIRECT from the device.
 sum=$(dd if="$DISK" bs=4M iflag=direct,count_bytes count="$KIB_IMAGE_SIZE" 2>/dev/null | sha256sum | cut -d' ' -f1)
-verified=$(date +%s)
-log "wrote in $((written - start)) s, verified in $((verified - written)) s: $sum"
+verified=$(now)
+log "wrote in $(elapsed "$start" "$written") s, verified in $(elapsed "$written" "$verified") s: $sum"
 [ "$sum" = "$KIB_IMAGE_SHA256" ] || fail "sha256 mismatch on $DISK: read back $sum, expected $KIB_IMAGE_SHA256"
 
 # The per-Machine seed: a CIDATA partition near the end of the disk, and the GPT that names it.
@@ -149,7 +167,7 @@ if [ -n "$KIB_CIDATA_URL" ]; then
   wget -q -O - "$KIB_CIDATA_URL$DISK_BYTES/primary" | dd of="$DISK" bs=512 iflag=fullblock conv=notrunc,fsync 2>/dev/null || fail "cannot write the primary GPT"
 fi
 sync
-report written "sha256=$sum" "writeSeconds=$((written - start))" "verifySeconds=$((verified - written))"
+report written "sha256=$sum" "writeSeconds=$(elapsed "$start" "$written")" "verifySeconds=$(elapsed "$written" "$verified")"
 log "rebooting into the installed system"
 reboot -f
 sleep 3600

@@ -77,7 +77,7 @@ describe('Machines through the Kubernetes API (fake API server on loopback)', ()
       expect(patch?.url).toBe('/apis/netboot.kib.dev/v1alpha1/machines/node-1/status');
       expect(patch?.contentType).toBe('application/merge-patch+json');
       expect(JSON.parse(patch?.body ?? '{}')).toEqual({
-        status: { phase: 'booting', reason: null, bytesWritten: null, phaseTimes: { pending: '1970-01-01T00:00:00.000Z', booting: '1970-01-01T00:00:01.000Z' } },
+        status: { phase: 'booting', reason: null, bytesWritten: null, diskSpeed: null, phaseTimes: { pending: '1970-01-01T00:00:00.000Z', booting: '1970-01-01T00:00:01.000Z' } },
       });
     } finally {
       await api.close();

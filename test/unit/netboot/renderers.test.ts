@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { joinCommand, machineBootstrapToken, mergeCloudConfig, renderMetaData, renderUserData } from '../../../src/netboot/cloud-config.js';
 import { renderNewcCpio } from '../../../src/netboot/cpio.js';
-import { dnsmasqArgs, renderDnsmasqConfig, type DnsmasqConfigSpec } from '../../../src/netboot/dnsmasq-config.js';
+import { dnsmasqArgs, renderDnsmasqConfig, renderDnsmasqHosts, type DnsmasqConfigSpec } from '../../../src/netboot/dnsmasq-config.js';
 import { parseMachine } from '../../../src/netboot/machines.js';
 import { renderChainScript, renderInstructions, renderIpxeScript, shellQuote } from '../../../src/netboot/scripts.js';
 import { networkOf, reportEvent } from '../../../src/netboot/service.js';
@@ -19,7 +19,7 @@ const spec: DnsmasqConfigSpec = {
   netmask: '255.255.255.0',
   httpPort: 8080,
   tftpRoot: '/state/tftp',
-  machines: [machine('a', '52:54:00:00:00:01', '10.77.0.11'), machine('b', '52:54:00:00:00:02', '10.77.0.12')],
+  hostsFile: '/state/dnsmasq.hosts',
   proxyDhcp: false,
   routerAdvertisement: true,
   leaseFile: '/state/leases',
@@ -37,8 +37,7 @@ describe('dnsmasq configuration', () => {
         'bind-interfaces',
         'user=root',
         'dhcp-range=10.77.0.0,static,255.255.255.0,infinite',
-        'dhcp-host=52:54:00:00:00:01,10.77.0.11,a,infinite',
-        'dhcp-host=52:54:00:00:00:02,10.77.0.12,b,infinite',
+        'dhcp-hostsfile=/state/dnsmasq.hosts',
         'dhcp-ignore=tag:!known',
         'dhcp-userclass=set:ipxe,iPXE',
         'dhcp-match=set:efi64,option:client-arch,7',
@@ -50,6 +49,12 @@ describe('dnsmasq configuration', () => {
       ]),
     );
     expect(lines.some((line) => line.includes('proxy'))).toBe(false);
+  });
+
+  it('the hosts file has one dhcp-host line per Machine, infinite', () => {
+    expect(renderDnsmasqHosts([machine('a', '52:54:00:00:00:01', '10.77.0.11'), machine('b', '52:54:00:00:00:02', '10.77.0.12')])).toBe(
+      '52:54:00:00:00:01,10.77.0.11,a,infinite\n52:54:00:00:00:02,10.77.0.12,b,infinite\n',
+    );
   });
 
   it('in proxy-DHCP mode hands out no addresses and offers pxe-service entries for BIOS and x86-64 EFI', () => {
@@ -69,7 +74,8 @@ describe('dnsmasq configuration', () => {
     try {
       for (const proxyDhcp of [false, true]) {
         const file = join(dir, 'dnsmasq.conf');
-        await writeFile(file, renderDnsmasqConfig({ ...spec, proxyDhcp, tftpRoot: dir, leaseFile: join(dir, 'l'), pidFile: join(dir, 'p') }));
+        await writeFile(join(dir, 'hosts'), renderDnsmasqHosts([machine('a', '52:54:00:00:00:01', '10.77.0.11')]));
+        await writeFile(file, renderDnsmasqConfig({ ...spec, proxyDhcp, tftpRoot: dir, hostsFile: join(dir, 'hosts'), leaseFile: join(dir, 'l'), pidFile: join(dir, 'p') }));
         const result = await run('dnsmasq', ['--test', `--conf-file=${file}`], { allowFailure: true });
         expect(result.stderr + result.stdout).toMatch(/syntax check OK/);
       }
@@ -89,8 +95,8 @@ describe('iPXE scripts and instructions', () => {
   it('chains to the per-MAC script, installs with stage2, or leaves to the local disk', () => {
     expect(renderChainScript('http://10.77.0.1:8080')).toBe('#!ipxe\nchain http://10.77.0.1:8080/ipxe/${netX/mac}\n');
     const install = renderIpxeScript(m, { kind: 'stage2' }, 'http://s:1');
-    expect(install).toContain('kernel http://s:1/stage2/vmlinuz console=tty0 console=ttyS0,115200 quiet kib.server=http://s:1 kib.mac=52:54:00:00:00:01\n');
-    expect(install).toContain('initrd http://s:1/stage2/initrd\nboot\n');
+    expect(install).toContain('kernel http://s:1/stage2/vmlinuz initrd=initrd console=tty0 console=ttyS0,115200 quiet kib.server=http://s:1 kib.mac=52:54:00:00:00:01\n');
+    expect(install).toContain('initrd --name initrd http://s:1/stage2/initrd\nboot\n');
     const local = renderIpxeScript(m, { kind: 'local', why: 'node-1 is joined' }, 'http://s:1');
     expect(local).toMatch(/exit\n$/);
     expect(local).not.toContain('kernel');
@@ -101,6 +107,8 @@ describe('iPXE scripts and instructions', () => {
     expect(text).toContain("KIB_DISK_MODEL='it'\\''s'\n");
     expect(text).toContain("KIB_ALLOW_WIPE='no'\n");
     expect(text).toContain("KIB_DISK_PATH=''\n");
+    expect(text).toContain("KIB_MEASURE_DISK='no'\n");
+    expect(renderInstructions({ name: 'n', imageUrl: 'u', imageSha256: 'f', imageSizeBytes: 1, allowWipe: false, cidataUrl: 'c', measureDisk: true })).toContain("KIB_MEASURE_DISK='yes'\n");
     expect(shellQuote('a b')).toBe("'a b'");
   });
 });
@@ -150,6 +158,12 @@ describe('small parsers', () => {
     expect(reportEvent('failed', new URLSearchParams('reason=sha256+mismatch'))).toEqual({ type: 'failed', reason: 'sha256 mismatch' });
     expect(reportEvent('progress', new URLSearchParams('bytesWritten=42'))).toEqual({ type: 'progress', bytesWritten: 42 });
     expect(reportEvent('bogus', new URLSearchParams())).toBeUndefined();
+    expect(reportEvent('writing', new URLSearchParams('disk=/dev/vda&streamBytes=100&streamWriteSeconds=2.5&streamReadSeconds=1.25'))).toEqual({
+      type: 'writing',
+      disk: '/dev/vda',
+      diskSpeed: { bytes: 100, writeSeconds: 2.5, readSeconds: 1.25 },
+    });
+    expect(reportEvent('writing', new URLSearchParams('disk=/dev/vda'))).toEqual({ type: 'writing', disk: '/dev/vda' });
   });
 
   it('ldd output gives the libraries and the loader', () => {
