@@ -17,11 +17,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderPackerTemplate } from './packer/template.mjs';
-import { countSshHandshakeTimeouts, kibRows, packerRows, parseJsonLines, renderTable } from './lib/timings.mjs';
+import { countSshHandshakeTimeouts, kibRows, packerRows, parseJsonLines, renderRebuildTable, renderTable, stagesFromEvents } from './lib/timings.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_CONFIG = 'examples/debian-12.yaml';
 const PACKER_USER = 'packer';
+/** The build date of the bench's kib builds (2026-01-01) unless SOURCE_DATE_EPOCH is set. */
+const BENCH_DATE_EPOCH = '1767225600';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -31,6 +33,7 @@ const USAGE = `usage: npm run bench -- [options]
   --playbook FILE    use this playbook on both sides instead of the definition's (smoke tests)
   --order kib-first|packer-first   which build runs first (default kib-first)
   --results FILE     also write the report (with the command and machine facts) to FILE
+  --cold-only        skip kib's rebuilds (no-op, last stage changed, Kubernetes patch bump) after its cold build
   --keep             keep the work directory (disks, outputs) instead of removing it
   -h, --help`;
 
@@ -244,32 +247,36 @@ async function machineFacts(accelerator) {
  * qcow2 (what Packer produces), built with fresh cache and state directories so the base is
  * imported cold, as Packer imports it.
  */
-async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, workDir, logDir, log }) {
+async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, workDir, logDir, log, variant = { label: 'cold' } }) {
   const outputDir = join(workDir, 'output');
+  const cold = variant.label === 'cold';
   // As short as it gets: QEMU's sockets and Ansible's SSH control sockets live deep inside it, and a
   // unix socket path has at most 107 bytes. kib's build logs are copied to logDir afterwards.
   const stateDir = join(dirname(workDir), 's');
   const definition = {
-    name: spec.name,
+    name: variant.name ?? spec.name,
     base: { url: basePath, ...(baseSha256 === undefined ? {} : { sha256: baseSha256 }), osFamily: spec.base.osFamily },
     // The resolved release, without the lock's exact builds: the copy has no lock, and Packer's side
     // gets the same (an empty kib_kubernetes_locked_packages), so both install alike.
-    kubernetes: { version: spec.kubernetes.version, packages: spec.kubernetes.packages },
+    kubernetes: { version: variant.kubernetesVersion ?? spec.kubernetes.version, packages: spec.kubernetes.packages },
     node: spec.node,
     disk: { size: String(spec.disk.sizeBytes) },
     vm: { cpus: spec.vm.cpus, memory: `${spec.vm.memoryMiB}M`, accelerator, firmware: spec.vm.firmware, bootTimeout: `${Math.ceil(spec.vm.bootTimeoutMs / 1000)}s` },
     provision: { playbook: playbookPath, vars: spec.provision.vars },
     outputs: { dir: outputDir, formats: ['qcow2'], compress: true },
   };
-  const configPath = join(workDir, 'image.yaml');
+  const suffix = cold ? '' : `-${variant.label}`;
+  const configPath = join(workDir, `image${suffix}.yaml`);
   // JSON is YAML: no YAML writer needed, and every path is absolute so the file's location does not matter.
   await writeFile(configPath, `${JSON.stringify(definition, null, 2)}\n`);
-  await copyFile(configPath, join(logDir, 'kib-image.yaml'));
+  await copyFile(configPath, join(logDir, `kib-image${suffix}.yaml`));
 
-  const eventsPath = join(logDir, 'kib-events.jsonl');
+  const eventsPath = join(logDir, `kib-events${suffix}.jsonl`);
   const events = createWriteStream(eventsPath);
-  log(`kib: building (events: ${eventsPath})`);
-  const env = { ...process.env, KIB_CACHE_DIR: join(workDir, 'cache'), KIB_STATE_DIR: stateDir };
+  log(`kib: building${cold ? '' : ` (${variant.label})`} (events: ${eventsPath})`);
+  // The definition lives outside Git, so without SOURCE_DATE_EPOCH every build would be dated now
+  // and its last stage could never hit: the rebuilds would not be comparable.
+  const env = { ...process.env, KIB_CACHE_DIR: join(workDir, 'cache'), KIB_STATE_DIR: stateDir, SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH ?? BENCH_DATE_EPOCH };
   let result;
   try {
     result = await runCommand(process.execPath, [join(REPO, 'bin', 'kib.js'), 'build', '--config', configPath, '--json', '--log-format', 'json'], {
@@ -290,7 +297,7 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
     await stopKibOrphans(stateDir);
     await cp(join(stateDir, 'builds'), join(logDir, 'kib-builds'), { recursive: true }).catch(() => undefined);
   }
-  await writeFile(join(logDir, 'kib-stdout.json'), result.stdout);
+  await writeFile(join(logDir, `kib-stdout${suffix}.json`), result.stdout);
   const eventList = parseJsonLines(await readFile(eventsPath, 'utf8'));
   let parsed;
   try {
@@ -303,6 +310,11 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
     throw new Error(`kib build exited with ${result.code}${errors.length > 0 ? `: ${errors.slice(-3).join('; ')}` : ''}; events: ${eventsPath}, build logs: ${join(logDir, 'kib-builds')}`);
   }
   const qcow2 = (parsed.artifacts ?? []).find((a) => a.kind === 'qcow2' || String(a.path).endsWith('.qcow2'));
+  if (!cold) {
+    const stages = stagesFromEvents(eventList);
+    log(`kib: ${variant.label}: ${parsed.upToDate === true ? 'up to date, nothing built' : stages} in ${(result.wallMs / 1000).toFixed(1)} s`);
+    return { label: variant.label, wallMs: result.wallMs, upToDate: parsed.upToDate === true, stages, artifact: qcow2 === undefined ? undefined : { path: qcow2.path, sizeBytes: qcow2.sizeBytes } };
+  }
   const manifestPath = parsed.outputDir === undefined ? undefined : join(parsed.outputDir, 'manifest.json');
   const manifest = manifestPath === undefined ? undefined : await readFile(manifestPath, 'utf8').then(JSON.parse).catch(() => undefined);
   if (manifestPath !== undefined && manifest !== undefined) await copyFile(manifestPath, join(logDir, 'kib-manifest.json'));
@@ -313,6 +325,37 @@ async function runKib({ spec, basePath, baseSha256, accelerator, playbookPath, w
     acceleratorNote: accel,
     buildLogDir: join(logDir, 'kib-builds'),
   };
+}
+
+/**
+ * kib's rebuilds after its cold build, on the same cache (layers), state and output directories:
+ * twice with nothing changed, twice with only the image name changed (read by the last stage
+ * only), twice with the next Kubernetes patch releases. Then the layer store's size on disk.
+ */
+async function runRebuilds(common) {
+  const { spec, log } = common;
+  const [major, minor, patch] = spec.kubernetes.version.split('.').map(Number);
+  const plan = [
+    { kind: 'noop', label: 'noop-1' },
+    { kind: 'noop', label: 'noop-2' },
+    { kind: 'late', label: 'late-1', name: `${spec.name}-r1` },
+    { kind: 'late', label: 'late-2', name: `${spec.name}-r2` },
+    { kind: 'k8s-bump', label: 'k8s-bump-1', kubernetesVersion: `${major}.${minor}.${patch + 1}` },
+    { kind: 'k8s-bump', label: 'k8s-bump-2', kubernetesVersion: `${major}.${minor}.${patch + 2}` },
+  ];
+  const runs = [];
+  const failures = [];
+  for (const variant of plan) {
+    try {
+      runs.push({ kind: variant.kind, ...(await runKib({ ...common, variant })) });
+    } catch (error) {
+      failures.push(`${variant.label}: ${error instanceof Error ? error.message : String(error)}`);
+      log(`kib: ${variant.label} FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const du = await runCommand('du', ['-sb', join(common.workDir, 'cache', 'layers')]);
+  const layerStoreBytes = du.code === 0 ? Number(du.stdout.split('\t')[0]) : undefined;
+  return { runs, failures, layerStoreBytes };
 }
 
 /**
@@ -455,6 +498,7 @@ async function main() {
       order: { type: 'string', default: 'kib-first' },
       results: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'cold-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -547,6 +591,10 @@ async function main() {
       await mkdir(workDir, { recursive: true });
       try {
         outcome[side] = side === 'kib' ? await runKib({ ...common, workDir }) : await runPacker({ ...common, workDir, kibModules });
+        if (side === 'kib' && !values['cold-only']) {
+          outcome.rebuilds = await runRebuilds({ ...common, workDir });
+          failures.push(...outcome.rebuilds.failures.map((f) => `kib rebuild ${f}`));
+        }
       } catch (error) {
         failures.push(`${side}: ${error instanceof Error ? error.message : String(error)}`);
         log(`${side} FAILED: ${error instanceof Error ? error.message : String(error)}`);
@@ -595,6 +643,25 @@ function renderReport({ commandLine, facts, spec, basePath, baseSha256, playbook
   out.push(renderTable(outcome.kib?.rows, outcome.packer?.rows));
   out.push('');
   out.push(`qcow2 size   kib ${mib(outcome.kib?.artifact?.sizeBytes)}   packer ${mib(outcome.packer?.artifact?.sizeBytes)}`);
+  if (outcome.rebuilds !== undefined) {
+    const r = outcome.rebuilds;
+    out.push('');
+    out.push('incremental builds (kib, on the layers of the cold build above; wall times):');
+    out.push(
+      renderRebuildTable({
+        coldKibMs: outcome.kib?.rows?.total,
+        coldPackerMs: outcome.packer?.rows?.total,
+        late: r.runs.filter((x) => x.kind === 'late').map((x) => x.wallMs),
+        k8sBump: r.runs.filter((x) => x.kind === 'k8s-bump').map((x) => x.wallMs),
+        noop: r.runs.filter((x) => x.kind === 'noop').map((x) => x.wallMs),
+        layerStoreBytes: r.layerStoreBytes,
+        artifactBytes: outcome.kib?.artifact?.sizeBytes,
+        rebuilds: r.runs.length,
+      }),
+    );
+    for (const run of r.runs) out.push(`  ${run.label.padEnd(12)} ${(run.wallMs / 1000).toFixed(1).padStart(7)} s   ${run.upToDate ? 'up to date, nothing built' : run.stages}`);
+    for (const failure of r.failures) out.push(`  FAILED ${failure}`);
+  }
   out.push('');
   out.push('rows: prepare = kib preflight + base + overlay/key/seed | bench-made key + seed ISO + packer start → "Starting VM" (checksum, disk copy, resize);');
   out.push('      boot→ssh = VM start → SSH login works; cloud-init wait = kib waits for `cloud-init status --wait`, Packer does not wait;');

@@ -244,3 +244,47 @@ export function renderTable(kib, packer) {
   const render = (cells) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('').trimEnd();
   return [render(header), ...body.map(render)].join('\n');
 }
+
+// ---------------------------------------------------------------------------------------------
+// Incremental builds
+
+/** The median of the numbers given (undefined for none). */
+export function median(values) {
+  const sorted = values.filter((v) => typeof v === 'number').sort((a, b) => a - b);
+  if (sorted.length === 0) return undefined;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Which stages a build ran and which came from the layer store, from its stage-start events: `os:hit runtime:run …`. */
+export function stagesFromEvents(events) {
+  return events.filter((e) => e.type === 'stage-start').map((e) => `${e.stage}:${e.hit ? 'hit' : 'run'}`).join(' ');
+}
+
+/**
+ * The table of issue 9: each case's measured figure next to its target. `runs` holds wall times
+ * (ms) per case; ratios are medians over cold.
+ * @param {{ coldKibMs?: number, coldPackerMs?: number, late: number[], k8sBump: number[], noop: number[], layerStoreBytes?: number, artifactBytes?: number, rebuilds: number }} input
+ */
+export function renderRebuildTable(input) {
+  const cold = input.coldKibMs;
+  const ratio = (ms) => (ms === undefined || cold === undefined ? '—' : (ms / cold).toFixed(2));
+  const runs = (list) => (list.length === 0 ? 'not run' : `median of ${list.length}: ${formatSeconds(median(list))}`);
+  const rows = [
+    ['cold build, kib / Packer', '≤ 0.8', cold === undefined || input.coldPackerMs === undefined ? '—' : (cold / input.coldPackerMs).toFixed(2), cold === undefined ? '' : `kib ${formatSeconds(cold)}, Packer ${formatSeconds(input.coldPackerMs)}`],
+    ['cold offline Debian build (kib)', '≤ 300 s', formatSeconds(cold), ''],
+    ['rebuild, last stage changed / cold', '≤ 0.2', ratio(median(input.late)), runs(input.late)],
+    ['rebuild, Kubernetes patch bump / cold', '≤ 0.5', ratio(median(input.k8sBump)), runs(input.k8sBump)],
+    ['rebuild, nothing changed', '≤ 3 s', formatSeconds(median(input.noop)), runs(input.noop)],
+    [
+      `layer store after ${input.rebuilds} rebuilds / artifact`,
+      'reported',
+      input.layerStoreBytes === undefined || input.artifactBytes === undefined ? '—' : (input.layerStoreBytes / input.artifactBytes).toFixed(2),
+      input.layerStoreBytes === undefined ? '' : `${(input.layerStoreBytes / 1024 ** 2).toFixed(0)} MiB / ${((input.artifactBytes ?? 0) / 1024 ** 2).toFixed(0)} MiB`,
+    ],
+  ];
+  const header = ['case', 'target', 'measured', 'detail'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)) + 3);
+  const render = (cells) => cells.map((c, i) => (i === cells.length - 1 ? c : String(c).padEnd(widths[i]))).join('').trimEnd();
+  return [render(header), ...rows.map(render)].join('\n');
+}

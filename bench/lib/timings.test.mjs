@@ -127,3 +127,24 @@ test('handshake timeouts are counted from the raw Packer log', () => {
   ].join('\n');
   assert.equal(countSshHandshakeTimeouts(log), 1);
 });
+
+test('median, stage summaries and the rebuild table', async () => {
+  const { median, renderRebuildTable, stagesFromEvents } = await import('./timings.mjs');
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1]), 2.5);
+  assert.equal(median([]), undefined);
+  assert.equal(
+    stagesFromEvents([
+      { type: 'stage-start', stage: 'os', key: 'a', hit: true },
+      { type: 'stage-end', stage: 'os', durationMs: 0, layer: 'a' },
+      { type: 'stage-start', stage: 'finalize', key: 'b', hit: false },
+    ]),
+    'os:hit finalize:run',
+  );
+  const table = renderRebuildTable({ coldKibMs: 400_000, coldPackerMs: 500_000, late: [80_000, 60_000], k8sBump: [], noop: [2000, 2400], layerStoreBytes: 900 * 1024 ** 2, artifactBytes: 300 * 1024 ** 2, rebuilds: 5 });
+  assert.match(table, /cold build, kib \/ Packer\s+≤ 0\.8\s+0\.80/);
+  assert.match(table, /last stage changed \/ cold\s+≤ 0\.2\s+0\.17\s+median of 2: 70\.0 s/);
+  assert.match(table, /Kubernetes patch bump \/ cold\s+≤ 0\.5\s+—\s+not run/);
+  assert.match(table, /nothing changed\s+≤ 3 s\s+2\.2 s/);
+  assert.match(table, /after 5 rebuilds \/ artifact\s+reported\s+3\.00\s+900 MiB \/ 300 MiB/);
+});

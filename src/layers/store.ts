@@ -336,8 +336,11 @@ export class LayerStore {
       const owner = await readFile(join(dir, TEMP_OWNER_FILE), 'utf8').then((t) => JSON.parse(t) as { pid?: number; startTime?: string }).catch(() => undefined);
       let alive: boolean;
       if (owner === undefined || typeof owner.pid !== 'number') {
-        // A finished put removes owner.json just before its rename: only an old dir is abandoned.
-        alive = await stat(dir).then((s) => Date.now() - s.mtimeMs < TEMP_GRACE_MS).catch(() => false);
+        // No owner.json: a put that was killed before writing it, or one that is about to rename
+        // (it removes owner.json just before). The dir's name carries the put's pid: a dead one
+        // abandoned it; otherwise only an old dir is abandoned.
+        const pid = Number(/-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1]);
+        alive = Number.isInteger(pid) && pid > 0 && !isProcessRunning(pid) ? false : await stat(dir).then((s) => Date.now() - s.mtimeMs < TEMP_GRACE_MS).catch(() => false);
       } else {
         alive = isProcessRunning(owner.pid) && (owner.startTime === undefined || processStartTime(owner.pid) === owner.startTime);
       }

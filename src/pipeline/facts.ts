@@ -38,18 +38,38 @@ export function assembleBuildFacts(
   } satisfies BuildFacts);
 }
 
+/** Where the build date came from: a stage key that reads it can only hit again when it is fixed. */
+export type BuildDateSource = 'SOURCE_DATE_EPOCH' | 'git-commit' | 'now';
+
+export interface BuildDate {
+  /** RFC 3339 UTC, seconds. */
+  date: string;
+  source: BuildDateSource;
+}
+
 /**
- * The build date written into the image: `SOURCE_DATE_EPOCH` when set (the reproducible-builds.org
- * convention, https://reproducible-builds.org/specs/source-date-epoch/), so that two builds of the
- * same inputs can share every stage's key; otherwise the time the build started. Seconds, UTC.
+ * The build date written into the image, in this order:
+ * 1. `SOURCE_DATE_EPOCH` when set (the reproducible-builds.org convention,
+ *    https://reproducible-builds.org/specs/source-date-epoch/);
+ * 2. the committer date of HEAD in the build definition's repository, when its tracked files are
+ *    unchanged (the same commit gives the same date, so an unchanged rebuild can hit every key
+ *    and be a no-op);
+ * 3. the time the build started (a dirty tree or no Git: every build is new).
  */
-export function resolveBuildDate(startedAt: Date, env: NodeJS.ProcessEnv = process.env): string {
+export function resolveBuildDate(startedAt: Date, env: NodeJS.ProcessEnv = process.env, git?: Pick<GitVersion, 'dirty' | 'commitEpochSeconds'>): BuildDate {
   const epoch = env.SOURCE_DATE_EPOCH;
   if (epoch !== undefined && epoch !== '') {
     if (!/^\d+$/.test(epoch)) throw new KibError('SOURCE_DATE_EPOCH_INVALID', `SOURCE_DATE_EPOCH must be a number of seconds since 1970, got "${epoch}"`);
-    return new Date(Number(epoch) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    return { date: rfc3339Seconds(new Date(Number(epoch) * 1000)), source: 'SOURCE_DATE_EPOCH' };
   }
-  return startedAt.toISOString().replace(/\.\d+Z$/, 'Z');
+  if (git !== undefined && !git.dirty && git.commitEpochSeconds !== undefined) {
+    return { date: rfc3339Seconds(new Date(git.commitEpochSeconds * 1000)), source: 'git-commit' };
+  }
+  return { date: rfc3339Seconds(startedAt), source: 'now' };
+}
+
+function rfc3339Seconds(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /**
@@ -63,14 +83,15 @@ export async function planningFacts(
 ): Promise<{ facts: BuildFacts; baseResolved: boolean }> {
   const stored = spec.base.sha256 === undefined ? await findStoredByUrl(options.cacheDir, spec.base.url).catch(() => undefined) : undefined;
   const sha256 = spec.base.sha256 ?? stored?.sha256;
+  const version = await describeGitVersion(options.repoDir);
   const facts = assembleBuildFacts(spec, {
-    version: await describeGitVersion(options.repoDir),
+    version,
     base: { url: spec.base.url, sha256: sha256 ?? sha256Hex(canonicalJson({ url: spec.base.url, checksumUrl: spec.base.checksumUrl ?? null })) },
     playbookSha256: await hashTree(dirname(spec.provision.playbookPath)),
     toolVersion: options.toolVersion,
     accelerator: spec.vm.accelerator === 'kvm' ? 'kvm' : 'tcg',
     hostArch: arch(),
-    buildDate: resolveBuildDate(new Date(), options.env),
+    buildDate: resolveBuildDate(new Date(), options.env, version).date,
   });
   return { facts, baseResolved: sha256 !== undefined };
 }

@@ -5,6 +5,8 @@ export interface GitVersion {
   version: string;
   commit: string | undefined;
   dirty: boolean;
+  /** Committer date of HEAD, seconds since 1970 (`git log -1 --format=%ct`); undefined outside Git. */
+  commitEpochSeconds?: number;
 }
 
 /** Image versions come from Git tags of the repository that holds the build definition. */
@@ -19,5 +21,6 @@ export async function describeGitVersion(dir: string): Promise<GitVersion> {
   const dirty = status !== undefined && status !== '';
   const described = await git(['describe', '--tags', '--match', 'v[0-9]*']);
   const base = described ?? `0.0.0-dev+${commit.slice(0, 12)}`;
-  return { version: dirty ? `${base}-dirty` : base, commit, dirty };
+  const epoch = Number(await git(['log', '-1', '--format=%ct', 'HEAD']));
+  return { version: dirty ? `${base}-dirty` : base, commit, dirty, ...(Number.isInteger(epoch) && epoch > 0 ? { commitEpochSeconds: epoch } : {}) };
 }

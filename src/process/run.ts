@@ -9,8 +9,11 @@ export interface RunOptions {
   cwd?: string;
   /** Added to the minimal environment (PATH, HOME, LANG=C.UTF-8); nothing else is inherited. */
   env?: Readonly<Record<string, string>>;
-  /** Written to the child's stdin, which is otherwise not connected. */
-  input?: string | Buffer;
+  /**
+   * Written to the child's stdin, which is otherwise not connected. A promise is written when it
+   * resolves (stdin stays open until then): a signal to a child that waits on `read`.
+   */
+  input?: string | Buffer | Promise<string | Buffer>;
   timeoutMs?: number;
   signal?: AbortSignal;
   /** Called for every complete line of output, as it arrives. */
@@ -187,7 +190,15 @@ export async function run(command: string, args: readonly string[], options: Run
     if (options.input !== undefined && child.stdin !== null) {
       // A child that exits without reading its input closes the pipe; that is not our error.
       child.stdin.on('error', () => {});
-      child.stdin.end(options.input);
+      const stdin = child.stdin;
+      if (options.input instanceof Promise) {
+        options.input.then(
+          (text) => stdin.end(text),
+          () => stdin.end(),
+        );
+      } else {
+        stdin.end(options.input);
+      }
     }
 
     child.on('exit', (code, signal) => {

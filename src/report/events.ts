@@ -12,7 +12,11 @@ export type KibEvent =
   | { type: 'log'; source: string; line: string; level?: 'debug' | 'info' | 'warn' }
   | { type: 'warning'; message: string }
   | { type: 'artifact'; path: string; kind: string; sha256: string; sizeBytes: number }
-  | { type: 'check'; name: string; status: 'pass' | 'fail' | 'skip'; detail: string };
+  | { type: 'check'; name: string; status: 'pass' | 'fail' | 'skip'; detail: string }
+  /** A provisioning stage begins: `hit` when its layer comes from the store and the stage does not run. */
+  | { type: 'stage-start'; stage: string; key: string; hit: boolean }
+  /** A provisioning stage is done: `layer` is the key of the layer it left in the store (null: none, the final stage). */
+  | { type: 'stage-end'; stage: string; durationMs: number; layer: string | null };
 
 export interface Reporter {
   emit(event: KibEvent): void;

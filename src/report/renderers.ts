@@ -104,6 +104,12 @@ export function createHumanReporter(out: Writable, options: HumanReporterOptions
         case 'artifact':
           line(`    artifact ${event.path} (${formatBytes(event.sizeBytes)}, sha256 ${event.sha256.slice(0, 16)}…)`);
           break;
+        case 'stage-start':
+          line(event.hit ? `    stage ${event.stage}: layer ${event.key.slice(0, 12)} from the cache` : `    stage ${event.stage}: running (key ${event.key.slice(0, 12)})`);
+          break;
+        case 'stage-end':
+          if (event.durationMs > 0) line(`    stage ${event.stage} done in ${formatDuration(event.durationMs)}${event.layer === null ? '' : `, stored as layer ${event.layer.slice(0, 12)}`}`);
+          break;
         case 'check':
           line(`${event.status.toUpperCase().padEnd(5)} ${event.name}${event.detail === '' ? '' : `  ${event.detail}`}`);
           break;

@@ -9,8 +9,8 @@ export interface SshExecOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
   allowFailure?: boolean;
-  /** Sent to the remote command's stdin (a script for `sh -s`, a file for `sudo tee`). */
-  input?: string | Buffer;
+  /** Sent to the remote command's stdin (a script for `sh -s`, a file for `sudo tee`); a promise is sent when it resolves. */
+  input?: string | Buffer | Promise<string | Buffer>;
   onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
   logFile?: string;
 }

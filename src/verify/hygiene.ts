@@ -116,10 +116,7 @@ export const hygieneChecks: readonly ArtifactCheck[] = [
   }),
   fsCheck('hygiene/no-build-user', 'the build user is gone', async ({ fs, buildUser }) => {
     if (buildUser === undefined) return { skip: 'the build user is not known (pass it from the build manifest or log)' };
-    const found: string[] = [];
-    const passwd = (await fs.readFile('/etc/passwd')) ?? '';
-    if (passwd.split('\n').some((line) => line.startsWith(`${buildUser}:`))) found.push(`/etc/passwd has ${buildUser}`);
-    for (const path of [`/home/${buildUser}`, `/etc/sudoers.d/${buildUser}`]) if ((await fs.stat(path)) !== undefined) found.push(path);
+    const found = await findBuildUserTraces(fs, buildUser);
     return found.length === 0 ? pass(`${buildUser} is gone`) : fail(found.join(', '));
   }),
   fsCheck('hygiene/hostname-generic', 'no hostname from the build', async ({ fs }) => {
@@ -149,6 +146,24 @@ const NETWORK_CONFIG_DIRS: readonly { dir: string; match: RegExp }[] = [
   { dir: '/etc/systemd/network', match: /\.(network|link|netdev)$/ },
   { dir: '/etc/netplan', match: /\.ya?ml$/ },
 ];
+
+/**
+ * Where a disk still shows the build user: its account lines (passwd, shadow, group, gshadow), its
+ * home, a sudoers rule naming it, cloud-init instance state (whose user-data carries its key).
+ * Empty for a sealed artifact, and for every stage layer (the build user is taken off the disk
+ * before a layer is frozen).
+ */
+export async function findBuildUserTraces(fs: ArtifactFs, user: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const path of ['/etc/passwd', '/etc/shadow', '/etc/group', '/etc/gshadow']) {
+    const text = (await fs.readFile(path)) ?? '';
+    if (text.split('\n').some((line) => line.startsWith(`${user}:`))) found.push(`${path} has ${user}`);
+  }
+  for (const path of [`/home/${user}`, `/etc/sudoers.d/${user}`]) if ((await fs.stat(path)) !== undefined) found.push(path);
+  const cloudInitRules = await fs.readFile('/etc/sudoers.d/90-cloud-init-users');
+  if (cloudInitRules !== undefined && new RegExp(`^${user}\\s`, 'm').test(cloudInitRules)) found.push(`/etc/sudoers.d/90-cloud-init-users names ${user}`);
+  return found;
+}
 
 async function readNetworkConfig(fs: ArtifactFs): Promise<DumpedFile[]> {
   const files: DumpedFile[] = [];

@@ -88,6 +88,17 @@ describe('kib CLI', () => {
     await expect(readdir(join(dirs.env.KIB_STATE_DIR ?? '', 'builds'))).rejects.toThrow();
   });
 
+  it('kib netboot: a join needs a token secret file or a cluster to create the tokens in (usage error, exit 2)', async () => {
+    const hash = `sha256:${'ab'.repeat(32)}`;
+    const base = ['netboot', '--interface', 'nope0', '--machines', scratch, '--image', join(scratch, 'none.raw'), '--join-endpoint', '10.0.0.1:6443'];
+    const noHash = await runKib(base, { env: dirs.env });
+    expect(noHash.exitCode).toBe(2);
+    expect(noHash.stderr).toContain('--join-endpoint and --join-ca-cert-hash go together');
+    const noSecret = await runKib([...base, '--join-ca-cert-hash', hash], { env: dirs.env });
+    expect(noSecret.exitCode).toBe(2);
+    expect(noSecret.stderr).toMatch(/--join-token-secret-file, or --kubeconfig/);
+  });
+
   it('a YAML syntax error is reported with its line', async () => {
     const config = join(scratch, 'syntax.yaml');
     await writeFile(config, 'name: x\nbase: [unclosed\n');

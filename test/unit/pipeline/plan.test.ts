@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { KibError } from '../../../src/core/errors.js';
 import { LayerStore } from '../../../src/layers/index.js';
 import { diffKeyDocuments, explainStages } from '../../../src/pipeline/explain.js';
 import { assembleBuildFacts, resolveBuildDate } from '../../../src/pipeline/facts.js';
+import { describeGitVersion } from '../../../src/pipeline/git-version.js';
 import { computeStageKeys, type PlannedKey } from '../../../src/pipeline/plan.js';
 import { PROVISION_STAGES, readPlaybookStages, resolveStageVariables } from '../../../src/pipeline/stage-inputs.js';
 import { run } from '../../../src/process/index.js';
@@ -195,9 +197,45 @@ describe('plan --explain', () => {
 });
 
 describe('resolveBuildDate', () => {
-  it('takes SOURCE_DATE_EPOCH when set, else the start time, in whole seconds', () => {
-    expect(resolveBuildDate(new Date('2026-03-04T05:06:07.890Z'), {})).toBe('2026-03-04T05:06:07Z');
-    expect(resolveBuildDate(new Date(), { SOURCE_DATE_EPOCH: '1700000000' })).toBe('2023-11-14T22:13:20Z');
-    expect(() => resolveBuildDate(new Date(), { SOURCE_DATE_EPOCH: 'yesterday' })).toThrow(/SOURCE_DATE_EPOCH/);
+  const start = new Date('2026-03-04T05:06:07.890Z');
+  const cleanAt = (seconds: number) => ({ dirty: false, commitEpochSeconds: seconds });
+
+  it('takes SOURCE_DATE_EPOCH when set, over everything else', () => {
+    expect(resolveBuildDate(start, { SOURCE_DATE_EPOCH: '1700000000' }, cleanAt(1_600_000_000))).toEqual({ date: '2023-11-14T22:13:20Z', source: 'SOURCE_DATE_EPOCH' });
+    expect(() => resolveBuildDate(start, { SOURCE_DATE_EPOCH: 'yesterday' })).toThrow(/SOURCE_DATE_EPOCH/);
+  });
+
+  it('takes the commit date of a clean build definition repository, so an unchanged rebuild keeps its date', () => {
+    expect(resolveBuildDate(start, {}, cleanAt(1_600_000_000))).toEqual({ date: '2020-09-13T12:26:40Z', source: 'git-commit' });
+    expect(resolveBuildDate(new Date(), {}, cleanAt(1_600_000_000)).date).toBe('2020-09-13T12:26:40Z');
+  });
+
+  it('takes the start time, in whole seconds, when the tree has local changes or there is no Git', () => {
+    expect(resolveBuildDate(start, {}, { dirty: true, commitEpochSeconds: 1_600_000_000 })).toEqual({ date: '2026-03-04T05:06:07Z', source: 'now' });
+    expect(resolveBuildDate(start, {}, { dirty: false })).toEqual({ date: '2026-03-04T05:06:07Z', source: 'now' });
+    expect(resolveBuildDate(start, {})).toEqual({ date: '2026-03-04T05:06:07Z', source: 'now' });
+  });
+
+  it('describeGitVersion reads the commit date, and a tracked change makes the tree dirty (a real repository)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kib-git-date-'));
+    try {
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-C', dir, ...args], {
+          env: { ...process.env, GIT_AUTHOR_DATE: '@1600000000 +0000', GIT_COMMITTER_DATE: '@1600000000 +0000', GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.org', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.org' },
+        });
+      git('init', '-q');
+      await writeFile(join(dir, 'image.yaml'), 'name: a\n');
+      git('add', 'image.yaml');
+      git('commit', '-q', '-m', 'one');
+      const clean = await describeGitVersion(dir);
+      expect(clean).toMatchObject({ dirty: false, commitEpochSeconds: 1_600_000_000 });
+      expect(resolveBuildDate(start, {}, clean)).toEqual({ date: '2020-09-13T12:26:40Z', source: 'git-commit' });
+      await writeFile(join(dir, 'image.yaml'), 'name: b\n');
+      const dirty = await describeGitVersion(dir);
+      expect(dirty.dirty).toBe(true);
+      expect(resolveBuildDate(start, {}, dirty).source).toBe('now');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

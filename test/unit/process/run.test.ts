@@ -71,6 +71,24 @@ describe('run', () => {
     expect(empty.stdout).toContain('stdin: \n');
   });
 
+  it('holds stdin open until a promised input resolves, so the child can wait for a signal', async () => {
+    const lines: string[] = [];
+    let answer!: (text: string) => void;
+    const go = new Promise<string>((resolve) => {
+      answer = resolve;
+    });
+    const running = run('sh', ['-c', 'echo waiting; read reply; echo "got $reply"'], {
+      input: go,
+      onLine: (_stream, line) => {
+        lines.push(line);
+        if (line === 'waiting') setTimeout(() => answer('go\n'), 50);
+      },
+    });
+    const result = await running;
+    expect(result.stdout).toBe('waiting\ngot go\n');
+    expect(lines).toEqual(['waiting', 'got go']);
+  });
+
   it('streams lines as they arrive, from both streams, including a last line without newline', async () => {
     const seen: { stream: string; line: string; at: number }[] = [];
     const started = Date.now();
